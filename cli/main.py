@@ -1,0 +1,314 @@
+"""The `rollouts` command line: parse, call the library, print.
+
+Errors go to stderr with exit code 1 (2 for usage errors) and no traceback
+unless --debug is given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from store import RolloutsError, SqlThreadStore, codec, open_store
+from store.config import codex_home, database_url
+
+app = typer.Typer(
+    name="rollouts",
+    help="Index, search and archive OpenAI Codex threads (rollout files).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema: upgrade, current, check.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="ROLLOUTS_DB", help="SQLAlchemy URL (default: CODEX_HOME/rollouts.sqlite)."
+    ),
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--codex-home", envvar="CODEX_HOME", help="Codex home (default: ~/.codex)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+_debug = False
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(codec.dumps_pretty(value) + "\n")
+
+
+@contextmanager
+def _store(db: str | None, home: Path | None) -> Iterator[SqlThreadStore]:
+    with _handle_errors():
+        st = open_store(db, codex_home=home)
+    try:
+        with _handle_errors():
+            yield st
+    finally:
+        st.close()
+
+
+@contextmanager
+def _handle_errors() -> Iterator[None]:
+    try:
+        yield
+    except RolloutsError as exc:
+        if _debug:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        if _debug:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="CODEX_HOMEs, session folders or rollout files.")
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Parser processes (default: up to 4).")
+    ] = None,
+) -> None:
+    """Index rollout files into the database (only what changed since last time)."""
+    targets = list(paths) if paths else [codex_home(home)]
+    with _store(db, home) as st:
+        summary = _run_with_progress(
+            lambda cb: st.ingest(targets, workers=workers, on_progress=cb), quiet=as_json
+        )
+    out = summary.to_json()
+    if as_json:
+        _print_json(out)
+        return
+    err.print(
+        f"{out['files']} files, {out['threads']} threads written "
+        f"({out['unchanged']} unchanged), {out['turns']} turns, {out['items']} items, "
+        f"{out['bytes'] / 1e6:.1f} MB read, {out['skipped_lines']} lines skipped, "
+        f"{out['errors']} errors"
+    )
+    for e in out["error_details"][:20]:
+        err.print(f"  {e['path']}: {e['error']}", highlight=False)
+
+
+def _run_with_progress(fn: Callable[[Callable[[int, int], None] | None], T], *, quiet: bool) -> T:
+    if quiet or not sys.stderr.isatty():
+        return fn(None)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("indexing", total=None)
+
+        def cb(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return fn(cb)
+
+
+@app.command("list")
+def list_(
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Archived threads too (default: active only).")
+    ] = False,
+    archived: Annotated[bool, typer.Option("--archived", help="Only archived threads.")] = False,
+    cursor: Annotated[str | None, typer.Option(help="nextCursor of the previous page.")] = None,
+    limit: Annotated[int, typer.Option(help="Page size (1-100).")] = 25,
+    sort: Annotated[str, typer.Option(help="created_at, updated_at or recency_at.")] = "created_at",
+    asc: Annotated[bool, typer.Option("--asc", help="Oldest first.")] = False,
+) -> None:
+    """List threads, newest first: `{"data": [Thread], "nextCursor"}` with --json."""
+    arch: bool | None = None if all_ else archived
+    with _store(db, home) as st:
+        page = st.list_threads(
+            cursor=cursor, limit=limit, sort_key=sort, ascending=asc, archived=arch
+        )
+    if as_json:
+        _print_json(page)
+        return
+    console = Console()
+    table = Table(show_header=True, header_style="bold")
+    for col in ("id", "created", "name / preview", "cwd", "source"):
+        table.add_column(col, overflow="fold")
+    from datetime import datetime
+
+    for t in page["data"]:
+        created = datetime.fromtimestamp(t["createdAt"]).strftime("%Y-%m-%d %H:%M")
+        title = (
+            t["name"] or t["preview"].splitlines()[0][:80] if (t["name"] or t["preview"]) else ""
+        )
+        src = t["source"] if isinstance(t["source"], str) else codec.dumps(t["source"])
+        table.add_row(t["id"], created, title, t["cwd"], src)
+    console.print(table)
+    if page["nextCursor"]:
+        console.print(f"more: --cursor {page['nextCursor']}", highlight=False)
+
+
+@app.command("show")
+def show(
+    thread_id: Annotated[str, typer.Argument(help="Thread id (UUID).")],
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a thread with its turns (`Thread` with `turns` filled, with --json)."""
+    with _store(db, home) as st:
+        thread = st.get_thread(thread_id, include_turns=True)
+    if as_json:
+        _print_json(thread)
+        return
+    console = Console()
+    console.print(f"[bold]{thread['name'] or thread['preview'][:100]}[/bold]", highlight=False)
+    console.print(
+        f"{thread['id']}  {thread['cwd']}  {thread['modelProvider']}/{thread['model']}",
+        highlight=False,
+    )
+    for i, turn in enumerate(thread["turns"], 1):
+        console.print(
+            f"\n[bold cyan]turn {i}[/bold cyan] {turn['id']} ({turn['status']})", highlight=False
+        )
+        for item in turn["items"]:
+            console.print(
+                f"  [dim]{item['type']}[/dim] {_item_text(item)[:300]}",
+                highlight=False,
+                markup=True,
+            )
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    from store.rows import search_text
+
+    return search_text(item).replace("\n", " ")
+
+
+@app.command("export")
+def export(
+    thread_id: Annotated[str, typer.Argument(help="Thread id (UUID).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")
+    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Write the thread's original rollout bytes, byte for byte."""
+    with _store(db, home) as st:
+        chunks = st.export(thread_id)
+        if output is None:
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        tmp = output.with_name(output.name + ".part")
+        with open(tmp, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, output)
+
+
+@app.command("skipped")
+def skipped(
+    thread_id: Annotated[str | None, typer.Argument(help="Only this thread.")] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lines that could not be indexed, with file, line number and reason."""
+    with _store(db, home) as st:
+        rows = st.skipped_lines(thread_id)
+    if as_json:
+        _print_json({"data": rows})
+        return
+    for r in rows:
+        sys.stdout.write(f"{r['path']}:{r['line']}: {r['reason']}\n")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None, home: HomeOpt = None) -> None:
+    """Create or upgrade the schema to this version."""
+    from store.sql import migrate
+    from store.sql.engine import make_engine
+
+    with _handle_errors():
+        engine = make_engine(database_url(db, codex_home(home)))
+        migrate.upgrade(engine)
+        err.print(f"schema at {migrate.current_revision(engine)} (head)")
+
+
+@db_app.command("current")
+def db_current(db: DbOpt = None, home: HomeOpt = None) -> None:
+    """Print the schema revision of the database and of this version."""
+    from store.sql import migrate
+    from store.sql.engine import make_engine
+
+    with _handle_errors():
+        engine = make_engine(database_url(db, codex_home(home)))
+        current = migrate.current_revision(engine)
+        head = migrate.head_revision()
+        sys.stdout.write(
+            f"{current or '(empty)'}{' (head)' if current == head else f' (head is {head})'}\n"
+        )
+
+
+@db_app.command("check")
+def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
+    """Exit non-zero unless the database is at head and matches the models."""
+    from alembic.util.exc import CommandError
+
+    from store.sql import migrate
+    from store.sql.engine import make_engine
+
+    with _handle_errors():
+        engine = make_engine(database_url(db, codex_home(home)))
+        current = migrate.current_revision(engine)
+        if current != migrate.head_revision():
+            err.print(f"[red]out of date:[/red] at {current}, head is {migrate.head_revision()}")
+            raise typer.Exit(1)
+        try:
+            migrate.check(engine)
+        except CommandError as exc:
+            err.print(f"[red]drift:[/red] {exc}")
+            raise typer.Exit(1) from None
+        err.print("schema up to date, no drift")
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the rollouts store (shipped in the wheel)."""

@@ -1,0 +1,802 @@
+"""Bulk and incremental ingest of rollout files into the database.
+
+Invariants:
+- a file is read once: a re-run reads only the new bytes of a file that grew,
+  re-reads a thread whose file was replaced (head fingerprint changed, file
+  shrank, compressed copy changed), and reads nothing of an unchanged file;
+- a thread is written in one transaction with its files' progress, so the
+  database never holds half a thread;
+- writers check, inside their transaction, that the database still is what
+  they planned against; a concurrent importer's work is detected and skipped,
+  so two importers leave the database one importer would;
+- files are parsed in worker processes when there is enough to parse; the
+  parent only plans and writes, with a bounded number of results in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from store import codec
+from store.codex_home import RootScan, is_archived_rel, rel_path, scan_path
+from store.errors import InvalidInput
+from store.rollout.framing import (
+    DEFAULT_MAX_LINE_BYTES,
+    fingerprint,
+    head_fingerprint,
+    open_stream,
+)
+from store.rollout.naming import RolloutName, parse_name, validate_thread_id
+from store.rollout.thread import FileProgress, ThreadParse, parse_thread
+from store.rows import ThreadRows, load_meta, load_reducer, thread_row, turn_rows
+from store.sql import schema as s
+from store.sql.bulk import bulk_insert
+from store.sql.engine import write_tx
+
+# Parse in worker processes only when it pays for their start-up.
+PARALLEL_MIN_BYTES = 16 << 20
+WRITE_BATCH_ITEMS = 20_000
+WRITE_BATCH_THREADS = 400
+JOBS_PER_TASK = 24
+
+
+@dataclass
+class IngestSummary:
+    files: int = 0
+    threads: int = 0
+    turns: int = 0
+    items: int = 0
+    bytes: int = 0
+    skipped_lines: int = 0
+    errors: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    error_details: list[dict[str, str]] = field(default_factory=list)
+
+    def error(self, path: str, message: str) -> None:
+        self.errors += 1
+        self.error_details.append({"path": path, "error": message})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "threads": self.threads,
+            "turns": self.turns,
+            "items": self.items,
+            "bytes": self.bytes,
+            "skipped_lines": self.skipped_lines,
+            "errors": self.errors,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "error_details": self.error_details,
+        }
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class FileStat:
+    path: Path
+    rel: str
+    name: RolloutName
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Job:
+    """One thread to (re)write."""
+
+    thread_id: str
+    root_id: int
+    live: FileStat
+    files: list[FileStat]
+    append: bool  # continue from the stored state instead of a full read
+    expect: tuple[Any, ...] | None  # DB state the plan saw (revalidated at write)
+    old_offset: int = 0
+
+
+# -- discovery and planning ---------------------------------------------------------
+
+
+def _stat(root: Path, path: Path) -> FileStat | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return FileStat(path, rel_path(root, path), parse_name(path.name), st.st_size, st.st_mtime_ns)
+
+
+def _sort_key(f: FileStat) -> tuple[str, str, str]:
+    # Codex's live file is the newest name: timestamp, then rollout id.
+    return (f.name.timestamp or "", f.name.rollout_id or "", f.rel)
+
+
+def _ensure_root(conn: Connection, root: Path) -> int:
+    path = str(root)
+    row = conn.execute(select(s.roots.c.id).where(s.roots.c.path == path)).first()
+    if row is not None:
+        return int(row[0])
+    conn.execute(
+        insert(s.roots).values(
+            path=path, index_offset=0, index_head="", added_at_ms=int(time.time() * 1000)
+        )
+    )
+    return int(conn.execute(select(s.roots.c.id).where(s.roots.c.path == path)).scalar_one())
+
+
+def _file_thread_id(f: FileStat) -> str | None:
+    """Thread id of a file: its session_meta id, else the id in its name."""
+    try:
+        with open_stream(f.path) as stream:
+            head = stream.readline(1 << 16)
+    except OSError:
+        return f.name.thread_id
+    if head.startswith(b"{"):
+        import re
+
+        m = re.search(rb'"id"\s*:\s*"([^"]{1,100})"', head)
+        if m:
+            try:
+                return validate_thread_id(m.group(1).decode("utf-8", "replace"))
+            except InvalidInput:
+                return None
+    return f.name.thread_id
+
+
+def _plan_root(
+    engine: Engine, scan: RootScan, summary: IngestSummary
+) -> tuple[int, list[Job], list[int]]:
+    """Jobs for the files of one root, and ids of stored files that are gone."""
+    with write_tx(engine) as conn:
+        root_id = _ensure_root(conn, scan.root)
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                select(
+                    s.rollout_files.c.id,
+                    s.rollout_files.c.rel_path,
+                    s.rollout_files.c.thread_id,
+                    s.rollout_files.c.rollout_id,
+                    s.rollout_files.c.size,
+                    s.rollout_files.c.mtime_ns,
+                    s.rollout_files.c.head_len,
+                    s.rollout_files.c.head_hash,
+                    s.rollout_files.c.offset,
+                ).where(s.rollout_files.c.root_id == root_id)
+            )
+            .mappings()
+            .all()
+        )
+        stored = {r["rel_path"]: dict(r) for r in rows}
+        live_ids = {
+            r[0]: r[1]
+            for r in conn.execute(
+                select(s.threads.c.id, s.threads.c.live_file_id).where(
+                    s.threads.c.id.in_(
+                        select(s.rollout_files.c.thread_id).where(
+                            s.rollout_files.c.root_id == root_id
+                        )
+                    )
+                )
+            )
+        }
+    by_thread: dict[str, list[FileStat]] = {}
+    seen_rel: set[str] = set()
+    for path in scan.files:
+        f = _stat(scan.root, path)
+        if f is None:
+            continue
+        summary.files += 1
+        seen_rel.add(f.rel)
+        if f.size == 0:
+            summary.error(str(path), "empty file (no session_meta yet)")
+            continue
+        known = stored.get(f.rel)
+        tid = known["thread_id"] if known is not None else _file_thread_id(f)
+        if tid is None:
+            summary.error(
+                str(path),
+                "no thread id: the session_meta id is missing or not a UUID, "
+                "and the file name carries none",
+            )
+            continue
+        by_thread.setdefault(tid, []).append(f)
+    for rel in scan.outside:
+        summary.error(rel, "refused: a link that leads outside the root")
+
+    jobs: list[Job] = []
+    for tid, files in by_thread.items():
+        files.sort(key=_sort_key)
+        live = files[-1]
+        known = stored.get(live.rel)
+        if known is None or live_ids.get(tid) != known["id"]:
+            jobs.append(Job(tid, root_id, live, files, False, _expect(live_ids, tid, stored, live)))
+            continue
+        others_changed = any(
+            (
+                stored.get(f.rel) is None
+                or stored[f.rel]["size"] != f.size
+                or stored[f.rel]["mtime_ns"] != f.mtime_ns
+            )
+            for f in files[:-1]
+        )
+        unchanged = known["size"] == live.size and known["mtime_ns"] == live.mtime_ns
+        if unchanged and not others_changed:
+            summary.unchanged += 1
+            continue
+        expect = _expect(live_ids, tid, stored, live)
+        grew = (
+            not live.name.compressed
+            and not others_changed
+            and live.size >= known["size"]
+            and fingerprint(live.path, 0, known["head_len"]) == known["head_hash"]
+        )
+        jobs.append(Job(tid, root_id, live, files, grew, expect, known["offset"] if grew else 0))
+    gone: list[int] = []
+    if scan.prefixes:
+        for rel, r in stored.items():
+            if rel in seen_rel or not rel.startswith(scan.prefixes):
+                continue
+            if not (scan.root / rel).exists():
+                gone.append(r["id"])
+    return root_id, jobs, gone
+
+
+def _expect(
+    live_ids: dict[str, Any], tid: str, stored: dict[str, dict[str, Any]], live: FileStat
+) -> tuple[Any, ...] | None:
+    if tid not in live_ids:
+        return None
+    known = stored.get(live.rel)
+    return (live_ids[tid], known["offset"] if known else None, known["mtime_ns"] if known else None)
+
+
+# -- parsing (worker side) ------------------------------------------------------------
+
+_RESOLVE: dict[str, str] = {}
+_MAX_LINE = DEFAULT_MAX_LINE_BYTES
+
+
+def _init_worker(resolve: dict[str, str], max_line: int) -> None:
+    global _RESOLVE, _MAX_LINE
+    _RESOLVE = resolve
+    _MAX_LINE = max_line
+
+
+def _resolver(rollout_id: str) -> Path | None:
+    p = _RESOLVE.get(rollout_id)
+    return Path(p) if p else None
+
+
+def _rows_for(job: Job, parse: ThreadParse, from_turn: int) -> ThreadRows:
+    t_rows, i_rows, turn_count, item_count = turn_rows(job.thread_id, parse.reducer, from_turn)
+    row = thread_row(
+        job.thread_id,
+        parse,
+        name=job.live.name,
+        mtime_ms=job.live.mtime_ns // 1_000_000,
+        archived=is_archived_rel(job.live.rel),
+        total_bytes=sum(f.size for f in job.files),
+        turn_count=turn_count,
+        item_count=item_count,
+    )
+    return ThreadRows(
+        row,
+        t_rows,
+        i_rows,
+        parse.progress.skips,
+        parse.progress,
+        from_turn,
+        turn_count,
+        item_count,
+        parse.error,
+    )
+
+
+def _parse_full(job: Job) -> ThreadRows | tuple[str, str]:
+    try:
+        parse = parse_thread(job.live.path, resolve_base=_resolver, max_line_bytes=_MAX_LINE)
+    except OSError as exc:
+        return (str(job.live.path), f"cannot read: {exc}")
+    meta_id = parse.meta.id
+    if meta_id is not None and meta_id.lower() != job.thread_id:
+        try:
+            validate_thread_id(meta_id)
+        except InvalidInput as exc:
+            return (str(job.live.path), str(exc))
+    return _rows_for(job, parse, 0)
+
+
+def _parse_many(jobs: list[Job]) -> list[ThreadRows | tuple[str, str]]:
+    return [_parse_full(j) for j in jobs]
+
+
+# -- writing --------------------------------------------------------------------------
+
+
+def _still_expected(conn: Connection, job: Job) -> bool:
+    row = conn.execute(
+        select(s.threads.c.live_file_id).where(s.threads.c.id == job.thread_id)
+    ).first()
+    if job.expect is None:
+        return row is None
+    if row is None or row[0] != job.expect[0]:
+        return False
+    frow = conn.execute(
+        select(s.rollout_files.c.offset, s.rollout_files.c.mtime_ns).where(
+            s.rollout_files.c.id == row[0]
+        )
+    ).first()
+    return frow is not None and (frow[0], frow[1]) == (job.expect[1], job.expect[2])
+
+
+def _file_rows(job: Job, rows: ThreadRows) -> list[dict[str, Any]]:
+    out = []
+    now = int(time.time() * 1000)
+    for f in job.files:
+        is_live = f is job.live
+        prog = rows.progress if is_live else FileProgress()
+        head_len, head_hash = head_fingerprint(f.path, prog.offset if is_live else f.size)
+        out.append(
+            {
+                "root_id": job.root_id,
+                "rel_path": f.rel,
+                "thread_id": job.thread_id,
+                "rollout_id": f.name.rollout_id or job.thread_id,
+                "is_segment": f.name.segment_id is not None,
+                "compressed": f.name.compressed,
+                "archived": is_archived_rel(f.rel),
+                "size": f.size,
+                "mtime_ns": f.mtime_ns,
+                "head_len": head_len,
+                "head_hash": head_hash,
+                "offset": prog.offset if is_live else 0,
+                "line_count": prog.line_count if is_live else 0,
+                "last_ordinal": prog.last_ordinal if is_live else None,
+                "skipped_lines": len(prog.skips) if is_live else 0,
+                "base_rollout_id": prog.base_rollout_id if is_live else None,
+                "base_end_offset": prog.base_end_offset if is_live else None,
+                "line_kinds": codec.dumps(prog.kinds) if is_live else "{}",
+                "indexed_at_ms": now,
+            }
+        )
+    return out
+
+
+def _write_batch(
+    engine: Engine, batch: list[tuple[Job, ThreadRows]], summary: IngestSummary
+) -> list[Job]:
+    """Write parsed threads; returns jobs whose plan went stale (to redo)."""
+    stale: list[Job] = []
+    with write_tx(engine) as conn:
+        threads_out: list[dict[str, Any]] = []
+        turns_out: list[dict[str, Any]] = []
+        items_out: list[dict[str, Any]] = []
+        skips_pending: list[tuple[Job, ThreadRows]] = []
+        for job, rows in batch:
+            if not _still_expected(conn, job):
+                stale.append(job)
+                continue
+            old_turns = old_items = 0
+            if job.append:
+                old = conn.execute(
+                    select(s.threads.c.turn_count, s.threads.c.item_count).where(
+                        s.threads.c.id == job.thread_id
+                    )
+                ).one()
+                old_turns, old_items = old[0], old[1]
+                _write_append(conn, job, rows)
+            else:
+                if job.expect is not None:
+                    old = conn.execute(
+                        select(s.threads.c.turn_count, s.threads.c.item_count).where(
+                            s.threads.c.id == job.thread_id
+                        )
+                    ).one()
+                    old_turns, old_items = old[0], old[1]
+                    conn.execute(delete(s.threads).where(s.threads.c.id == job.thread_id))
+                threads_out.append(rows.thread)
+                turns_out.extend(rows.turns)
+                items_out.extend(rows.items)
+                skips_pending.append((job, rows))
+            summary.threads += 1
+            summary.turns += rows.turn_count - old_turns
+            summary.items += rows.item_count - old_items
+            summary.skipped_lines += (
+                len(rows.skips)
+                if not job.append
+                else len([k for k in rows.skips if k.offset >= job.old_offset])
+            )
+            if rows.error:
+                summary.error(str(job.live.path), rows.error)
+        if threads_out:
+            bulk_insert(conn, s.threads, threads_out)
+            file_rows = [fr for job, rows in skips_pending for fr in _file_rows(job, rows)]
+            bulk_insert(conn, s.rollout_files, file_rows)
+            ids = _file_ids(conn, [(j.root_id, j.live.rel) for j, _ in skips_pending])
+            for job, _rows in skips_pending:
+                conn.execute(
+                    update(s.threads)
+                    .where(s.threads.c.id == job.thread_id)
+                    .values(live_file_id=ids[(job.root_id, job.live.rel)])
+                )
+            skip_rows = [
+                {
+                    "file_id": ids[(job.root_id, job.live.rel)],
+                    "line": k.line,
+                    "byte_offset": k.offset,
+                    "length": k.end - k.offset,
+                    "reason": k.reason,
+                }
+                for job, rows in skips_pending
+                for k in rows.skips
+            ]
+            if skip_rows:
+                bulk_insert(conn, s.skipped_lines, skip_rows)
+            if turns_out:
+                bulk_insert(conn, s.turns, turns_out)
+            if items_out:
+                bulk_insert(conn, s.items, items_out)
+    return stale
+
+
+def _file_ids(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    out: dict[tuple[int, str], int] = {}
+    by_root: dict[int, list[str]] = {}
+    for root_id, rel in keys:
+        by_root.setdefault(root_id, []).append(rel)
+    for root_id, rels in by_root.items():
+        for i in range(0, len(rels), 500):
+            chunk = rels[i : i + 500]
+            for fid, rel in conn.execute(
+                select(s.rollout_files.c.id, s.rollout_files.c.rel_path).where(
+                    s.rollout_files.c.root_id == root_id, s.rollout_files.c.rel_path.in_(chunk)
+                )
+            ):
+                out[(root_id, rel)] = int(fid)
+    return out
+
+
+def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
+    tid = job.thread_id
+    conn.execute(
+        delete(s.items).where(s.items.c.thread_id == tid, s.items.c.turn_position >= rows.from_turn)
+    )
+    conn.execute(
+        delete(s.turns).where(s.turns.c.thread_id == tid, s.turns.c.position >= rows.from_turn)
+    )
+    values = dict(rows.thread)
+    values.pop("id")
+    values.pop("live_file_id")
+    conn.execute(update(s.threads).where(s.threads.c.id == tid).values(**values))
+    assert job.expect is not None
+    file_id = job.expect[0]
+    fr = next(r for r in _file_rows(job, rows) if r["rel_path"] == job.live.rel)
+    fr.pop("root_id")
+    fr.pop("rel_path")
+    fr.pop("thread_id")
+    conn.execute(update(s.rollout_files).where(s.rollout_files.c.id == file_id).values(**fr))
+    conn.execute(
+        delete(s.skipped_lines).where(
+            s.skipped_lines.c.file_id == file_id, s.skipped_lines.c.byte_offset >= job.old_offset
+        )
+    )
+    new_skips = [
+        {
+            "file_id": file_id,
+            "line": k.line,
+            "byte_offset": k.offset,
+            "length": k.end - k.offset,
+            "reason": k.reason,
+        }
+        for k in rows.skips
+        if k.offset >= job.old_offset
+    ]
+    if new_skips:
+        bulk_insert(conn, s.skipped_lines, new_skips)
+    conn.execute(
+        update(s.rollout_files)
+        .where(s.rollout_files.c.id == file_id)
+        .values(
+            skipped_lines=conn.execute(
+                select(s.skipped_lines.c.line).where(s.skipped_lines.c.file_id == file_id)
+            )
+            .fetchall()
+            .__len__()
+        )
+    )
+    if rows.turns:
+        bulk_insert(conn, s.turns, rows.turns)
+    if rows.items:
+        bulk_insert(conn, s.items, rows.items)
+
+
+def _parse_append(engine: Engine, job: Job) -> ThreadRows | tuple[str, str]:
+    with engine.connect() as conn:
+        trow = (
+            conn.execute(select(s.threads).where(s.threads.c.id == job.thread_id)).mappings().one()
+        )
+        frow = (
+            conn.execute(
+                select(s.rollout_files).where(s.rollout_files.c.id == trow["live_file_id"])
+            )
+            .mappings()
+            .one()
+        )
+        t_rows = [
+            dict(r)
+            for r in conn.execute(
+                select(s.turns)
+                .where(s.turns.c.thread_id == job.thread_id)
+                .order_by(s.turns.c.position)
+            ).mappings()
+        ]
+        i_rows = [
+            dict(r)
+            for r in conn.execute(
+                select(s.items.c.turn_position, s.items.c.data, s.items.c.line)
+                .where(s.items.c.thread_id == job.thread_id)
+                .order_by(s.items.c.position)
+            ).mappings()
+        ]
+    state = codec.loads(trow["reducer_state"])
+    reducer = load_reducer(trow["reducer_mode"], state, t_rows, i_rows)
+    meta = load_meta(dict(trow), state)
+    progress = FileProgress(
+        offset=frow["offset"],
+        line_count=frow["line_count"],
+        last_ordinal=frow["last_ordinal"],
+        envelope=state.get("envelope"),
+        kinds=codec.loads(frow["line_kinds"]),
+        base_rollout_id=frow["base_rollout_id"],
+        base_end_offset=frow["base_end_offset"],
+    )
+    from_turn = reducer.dirty_from
+    try:
+        parse = parse_thread(
+            job.live.path, resolve_base=lambda _r: None, start=(meta, reducer, progress)
+        )
+    except OSError as exc:
+        return (str(job.live.path), f"cannot read: {exc}")
+    return _rows_for(job, parse, min(from_turn, reducer.dirty_from))
+
+
+# -- names --------------------------------------------------------------------------
+
+
+def _ingest_names(engine: Engine, root_id: int, index_file: Path) -> int:
+    """Read new lines of session_index.jsonl; newest line for an id wins."""
+    with write_tx(engine) as conn:
+        row = conn.execute(
+            select(s.roots.c.index_offset, s.roots.c.index_head).where(s.roots.c.id == root_id)
+        ).one()
+        offset, head = int(row[0]), row[1]
+        try:
+            size = index_file.stat().st_size
+            cur_len, cur_head = head_fingerprint(index_file, min(size, 4096))
+        except OSError:
+            return 0
+        if size < offset or (head and cur_head != head and offset >= 4096):
+            offset = 0  # rewritten (e.g. a delete removed lines): read again
+        names: dict[str, tuple[str, str | None]] = {}
+        with open(index_file, "rb") as fh:
+            fh.seek(offset)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
+                offset += len(raw)
+                try:
+                    obj = codec.loads(raw)
+                except codec.JSONDecodeError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                tid, name = obj.get("id"), obj.get("thread_name")
+                if isinstance(tid, str) and isinstance(name, str) and name.strip():
+                    updated = obj.get("updated_at")
+                    names[tid] = (name, updated if isinstance(updated, str) else None)
+        if names:
+            existing = {
+                r[0]
+                for r in conn.execute(
+                    select(s.thread_names.c.thread_id).where(
+                        s.thread_names.c.thread_id.in_(list(names))
+                    )
+                )
+            }
+            for tid, (name, updated) in names.items():
+                if tid in existing:
+                    conn.execute(
+                        update(s.thread_names)
+                        .where(s.thread_names.c.thread_id == tid)
+                        .values(name=name, updated_at=updated, root_id=root_id)
+                    )
+                else:
+                    conn.execute(
+                        insert(s.thread_names).values(
+                            thread_id=tid, name=name, updated_at=updated, root_id=root_id
+                        )
+                    )
+        conn.execute(
+            update(s.roots)
+            .where(s.roots.c.id == root_id)
+            .values(index_offset=offset, index_head=cur_head if cur_len else "")
+        )
+        return len(names)
+
+
+def _remove_gone(engine: Engine, file_ids: list[int], summary: IngestSummary) -> None:
+    if not file_ids:
+        return
+    with write_tx(engine) as conn:
+        rows = conn.execute(
+            select(
+                s.rollout_files.c.id,
+                s.rollout_files.c.thread_id,
+                s.rollout_files.c.rel_path,
+                s.roots.c.path,
+            )
+            .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
+            .where(s.rollout_files.c.id.in_(file_ids))
+        ).all()
+        for fid, tid, rel, root in rows:
+            if (Path(root) / rel).exists():
+                continue  # came back meanwhile
+            live = conn.execute(
+                select(s.threads.c.live_file_id).where(s.threads.c.id == tid)
+            ).scalar()
+            if live == fid:
+                conn.execute(delete(s.threads).where(s.threads.c.id == tid))
+            else:
+                conn.execute(delete(s.rollout_files).where(s.rollout_files.c.id == fid))
+            summary.removed += 1
+
+
+# -- the driver -----------------------------------------------------------------------
+
+
+def ingest(
+    engine: Engine,
+    paths: Iterable[Path],
+    *,
+    workers: int | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_progress: ProgressFn | None = None,
+) -> IngestSummary:
+    summary = IngestSummary()
+    scans = [scan_path(Path(p)) for p in paths]
+    plans: list[tuple[RootScan, int, list[Job], list[int]]] = []
+    for scan in scans:
+        root_id, jobs, gone = _plan_root(engine, scan, summary)
+        plans.append((scan, root_id, jobs, gone))
+    resolve: dict[str, str] = {}
+    for scan in scans:
+        for path in scan.files:
+            name = parse_name(path.name)
+            if name.rollout_id:
+                resolve.setdefault(name.rollout_id, str(path))
+    all_jobs = [j for _, _, jobs, _ in plans for j in jobs]
+    total = sum(j.live.size for j in all_jobs)
+    done = 0
+    pending: list[tuple[Job, ThreadRows]] = []
+    pending_items = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_items
+        if not pending:
+            return
+        stale = _write_batch(engine, pending, summary)
+        pending, pending_items = [], 0
+        for job in stale:
+            _redo(engine, job, summary, resolve, max_line_bytes)
+
+    def take(job: Job, result: ThreadRows | tuple[str, str]) -> None:
+        nonlocal done, pending_items
+        done += job.live.size
+        if isinstance(result, tuple):
+            summary.error(*result)
+        else:
+            summary.bytes += result.progress.offset - job.old_offset
+            pending.append((job, result))
+            pending_items += len(result.items)
+            if pending_items >= WRITE_BATCH_ITEMS or len(pending) >= WRITE_BATCH_THREADS:
+                flush()
+        if on_progress is not None:
+            on_progress(done, total)
+
+    _init_worker(resolve, max_line_bytes)
+    appends = [j for j in all_jobs if j.append]
+    fulls = [j for j in all_jobs if not j.append]
+    for job in appends:
+        take(job, _parse_append(engine, job))
+    flush()
+    n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    full_bytes = sum(j.live.size for j in fulls)
+    if n_workers > 1 and full_bytes >= PARALLEL_MIN_BYTES and len(fulls) > 1:
+        for job, result in _parallel(fulls, n_workers, resolve, max_line_bytes):
+            take(job, result)
+    else:
+        for job in fulls:
+            take(job, _parse_full(job))
+    flush()
+    for scan, root_id, _jobs, gone in plans:
+        if scan.index_file is not None:
+            _ingest_names(engine, root_id, scan.index_file)
+        _remove_gone(engine, gone, summary)
+    return summary
+
+
+def _redo(
+    engine: Engine, job: Job, summary: IngestSummary, resolve: dict[str, str], max_line: int
+) -> None:
+    """A concurrent importer changed this thread: plan it again from the database."""
+    summary.threads -= 1
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                s.threads.c.live_file_id,
+                s.rollout_files.c.offset,
+                s.rollout_files.c.mtime_ns,
+                s.rollout_files.c.size,
+                s.rollout_files.c.rel_path,
+            )
+            .join(s.rollout_files, s.rollout_files.c.id == s.threads.c.live_file_id)
+            .where(s.threads.c.id == job.thread_id)
+        ).first()
+    if (
+        row is not None
+        and row[4] == job.live.rel
+        and row[3] == job.live.size
+        and (row[2] == job.live.mtime_ns)
+    ):
+        return  # the other importer wrote exactly this state
+    fresh = Job(
+        job.thread_id,
+        job.root_id,
+        job.live,
+        job.files,
+        False,
+        None if row is None else (row[0], row[1], row[2]),
+    )
+    result = _parse_full(fresh)
+    if isinstance(result, tuple):
+        summary.error(*result)
+        return
+    for again in _write_batch(engine, [(fresh, result)], summary):
+        summary.error(str(again.live.path), "changed by another importer twice; run import again")
+
+
+def _parallel(
+    jobs: list[Job], n_workers: int, resolve: dict[str, str], max_line: int
+) -> Iterator[tuple[Job, ThreadRows | tuple[str, str]]]:
+    chunks = [jobs[i : i + JOBS_PER_TASK] for i in range(0, len(jobs), JOBS_PER_TASK)]
+    ctx = get_context("fork") if "fork" in get_context().get_all_start_methods() else None
+    max_in_flight = n_workers * 2
+    with ProcessPoolExecutor(
+        n_workers, mp_context=ctx, initializer=_init_worker, initargs=(resolve, max_line)
+    ) as pool:
+        it = iter(chunks)
+        in_flight: dict[Future[list[ThreadRows | tuple[str, str]]], list[Job]] = {}
+        for chunk in it:
+            in_flight[pool.submit(_parse_many, chunk)] = chunk
+            if len(in_flight) >= max_in_flight:
+                break
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                chunk = in_flight.pop(fut)
+                yield from zip(chunk, fut.result(), strict=True)
+                nxt = next(it, None)
+                if nxt is not None:
+                    in_flight[pool.submit(_parse_many, nxt)] = nxt

@@ -1,0 +1,126 @@
+"""Engines for SQLite and PostgreSQL, with every dialect difference named here.
+
+SQLite PRAGMAs (set on every new connection):
+- journal_mode=WAL: readers never block the writer and vice versa;
+- synchronous=NORMAL: durable at checkpoints, safe against corruption in WAL mode,
+  and several times faster than FULL for bulk ingest;
+- busy_timeout: a second process waits for the write lock instead of failing
+  with "database is locked";
+- foreign_keys=ON: SQLite leaves them off by default; we rely on cascades.
+Write transactions on SQLite start with BEGIN IMMEDIATE (the `write` execution
+option) so that two writers queue on the lock at BEGIN rather than failing
+with SQLITE_BUSY when one upgrades a read lock mid-transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
+from store import codec
+from store.errors import InvalidInput
+
+SQLITE_BUSY_TIMEOUT_MS = 120_000
+
+
+def normalize_url(url: str) -> str:
+    """Accept `postgres://` and `postgresql://` (psycopg 3 is our driver)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def dialect_of(url: str) -> str:
+    try:
+        return make_url(normalize_url(url)).get_backend_name()
+    except ArgumentError as exc:
+        raise InvalidInput(f"not a database URL: {url!r} ({exc})") from None
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInput(f"not a database URL: {url!r} ({exc})") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    if backend == "postgresql":
+        return create_engine(
+            url,
+            json_serializer=codec.dumps,
+            json_deserializer=codec.loads,
+            pool_pre_ping=True,
+        )
+    raise InvalidInput(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        json_serializer=codec.dumps,
+        json_deserializer=codec.loads,
+        # One connection per checkout: processes and threads never share a
+        # SQLite handle, and nothing holds the file open between operations.
+        poolclass=NullPool,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        # Larger page cache for bulk ingest (negative = KiB).
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction; on PostgreSQL serialized by an advisory lock.
+
+    Writers of both dialects queue here, so two importers never interleave
+    their check-then-write steps (see store.ingest).
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7319045120331)")
+            yield conn
+
+
+def default_sqlite_url(codex_home: Path) -> str:
+    return f"sqlite:///{codex_home / 'rollouts.sqlite'}"
+
+
+def env_url(codex_home: Path) -> str:
+    return os.environ.get("ROLLOUTS_DB") or default_sqlite_url(codex_home)

@@ -1,0 +1,33 @@
+"""Test helpers that read rollout files independently of the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def rollout_files(root: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.name.endswith((".jsonl", ".jsonl.zst")) and p.name.startswith("rollout-")
+    )
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for raw in path.read_bytes().split(b"\n"):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def thread_id_of(path: Path) -> str:
+    first = json_lines(path)[0]
+    payload = first.get("payload", first)
+    return str(payload["id"])
