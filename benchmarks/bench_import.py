@@ -20,6 +20,7 @@ MB here means 10**6 bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -93,7 +94,9 @@ def _tree_rss_bytes(root: int) -> int:
 def run_import(url: str, home: Path, workers: str) -> dict:
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD_CODE, str(REPO), url, str(home), workers],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     peak = 0
     stop = threading.Event()
@@ -101,10 +104,8 @@ def run_import(url: str, home: Path, workers: str) -> dict:
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 peak = max(peak, _tree_rss_bytes(proc.pid))
-            except OSError:
-                pass
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -160,9 +161,18 @@ def ensure_corpus(shared: Path, sessions: int, templates: Path, seed: int) -> Pa
     print(f"corpus: building {sessions} sessions from {templates} ...", flush=True)
     t0 = time.perf_counter()
     res = subprocess.run(
-        [sys.executable, str(tool), str(templates), str(tmp), "--sessions", str(sessions),
-         "--seed", str(seed)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            str(tool),
+            str(templates),
+            str(tmp),
+            "--sessions",
+            str(sessions),
+            "--seed",
+            str(seed),
+        ],
+        capture_output=True,
+        text=True,
     )
     if res.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -183,8 +193,7 @@ def sqlite_size(path: Path) -> int:
     )
 
 
-def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: str,
-             db_size) -> dict:
+def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: str, db_size) -> dict:
     print(f"\n== {name}: first import ...", flush=True)
     try:
         first = run_import(url, home, workers)
@@ -206,21 +215,32 @@ def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: st
         "rss_peak_mb": first["rss_peak_mb"],
         "rss_tree_sampled_mb": first["rss_tree_sampled_mb"],
         "second_rss_peak_mb": second["rss_peak_mb"],
-        "threads": s["threads"], "turns": s["turns"], "items": s["items"],
-        "files": s["files"], "bytes": s["bytes"],
-        "skipped_lines": s["skipped_lines"], "errors": s["errors"],
-        "second_summary": {k: second["summary"][k] for k in
-                           ("files", "threads", "unchanged", "errors")},
+        "threads": s["threads"],
+        "turns": s["turns"],
+        "items": s["items"],
+        "files": s["files"],
+        "bytes": s["bytes"],
+        "skipped_lines": s["skipped_lines"],
+        "errors": s["errors"],
+        "second_summary": {
+            k: second["summary"][k] for k in ("files", "threads", "unchanged", "errors")
+        },
         "db_size_mb": db_size() / MB,
     }
-    print(f"  ingest            {r['ingest_s']:8.2f} s   (open/schema {r['open_s']:.2f} s, not timed)")
+    print(
+        f"  ingest            {r['ingest_s']:8.2f} s   (open/schema {r['open_s']:.2f} s, not timed)"
+    )
     print(f"  throughput        {r['mb_per_s']:8.1f} MB/s   {r['sessions_per_s']:8.0f} sessions/s")
     print(f"  second run        {r['second_run_s']:8.2f} s   {r['second_summary']}")
-    print(f"  peak RSS          {r['rss_peak_mb']:8.1f} MB   (self {r['rss_self_mb']:.1f}, "
-          f"largest child {r['rss_children_mb']:.1f}, tree sum sampled "
-          f"{r['rss_tree_sampled_mb']:.1f})")
-    print(f"  counts            threads {r['threads']}  turns {r['turns']}  items {r['items']}  "
-          f"files {r['files']}")
+    print(
+        f"  peak RSS          {r['rss_peak_mb']:8.1f} MB   (self {r['rss_self_mb']:.1f}, "
+        f"largest child {r['rss_children_mb']:.1f}, tree sum sampled "
+        f"{r['rss_tree_sampled_mb']:.1f})"
+    )
+    print(
+        f"  counts            threads {r['threads']}  turns {r['turns']}  items {r['items']}  "
+        f"files {r['files']}"
+    )
     print(f"  skipped / errors  {r['skipped_lines']} / {r['errors']}")
     if s["errors"]:
         print(f"  first errors      {s['error_details_head']}")
@@ -238,6 +258,7 @@ def bench_postgres(base_url: str, home: Path, files: int, size: int, workers: st
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     try:
+
         def db_size() -> int:
             with psycopg.connect(admin_url, autocommit=True) as c:
                 return c.execute("SELECT pg_database_size(%s)", (dbname,)).fetchone()[0]
@@ -245,39 +266,63 @@ def bench_postgres(base_url: str, home: Path, files: int, size: int, workers: st
         return bench_db("postgresql", url, home, files, size, workers, db_size)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(dbname)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sessions", type=int, default=10000)
-    ap.add_argument("--postgres", default=os.environ.get("ROLLOUTS_TEST_POSTGRES_URL"),
-                    help="server URL, e.g. postgresql://postgres@127.0.0.1:5432/test "
-                         "(default: $ROLLOUTS_TEST_POSTGRES_URL); a fresh database is created")
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get("ROLLOUTS_TEST_POSTGRES_URL"),
+        help="server URL, e.g. postgresql://postgres@127.0.0.1:5432/test "
+        "(default: $ROLLOUTS_TEST_POSTGRES_URL); a fresh database is created",
+    )
     ap.add_argument("--no-sqlite", action="store_true")
-    ap.add_argument("--workers", default="auto", help="ingest(workers=...); default: store's choice")
+    ap.add_argument(
+        "--workers", default="auto", help="ingest(workers=...); default: store's choice"
+    )
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
-    ap.add_argument("--templates", type=Path, default=None,
-                    help="template rollouts for scale_corpus.py (default: SHARED/corpus)")
+    ap.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="template rollouts for scale_corpus.py (default: SHARED/corpus)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     if not a.shared.is_dir():
-        raise SystemExit(f"{a.shared} is missing: it holds tools/scale_corpus.py and the template "
-                         f"rollouts needed to build the benchmark corpus (pass --shared DIR).")
+        raise SystemExit(
+            f"{a.shared} is missing: it holds tools/scale_corpus.py and the template "
+            f"rollouts needed to build the benchmark corpus (pass --shared DIR)."
+        )
     templates = a.templates or a.shared / "corpus"
     home = ensure_corpus(a.shared, a.sessions, templates, a.seed)
     files, size = corpus_stats(home)
-    print(f"corpus: {home}  {files} files  {size / MB:.1f} MB  (cpus: {os.cpu_count()}, "
-          f"workers: {a.workers})")
+    print(
+        f"corpus: {home}  {files} files  {size / MB:.1f} MB  (cpus: {os.cpu_count()}, "
+        f"workers: {a.workers})"
+    )
 
     results = []
     if not a.no_sqlite:
         with tempfile.TemporaryDirectory(prefix="rollouts-bench-") as d:
             db = Path(d) / "bench.sqlite"
-            results.append(bench_db("sqlite", f"sqlite:///{db}", home, files, size, a.workers,
-                                    lambda: sqlite_size(db)))
+            results.append(
+                bench_db(
+                    "sqlite",
+                    f"sqlite:///{db}",
+                    home,
+                    files,
+                    size,
+                    a.workers,
+                    lambda: sqlite_size(db),
+                )
+            )
     if a.postgres:
         results.append(bench_postgres(a.postgres, home, files, size, a.workers))
     else:
@@ -287,10 +332,19 @@ def main() -> None:
         return round(v, 2) if isinstance(v, float) else v
 
     failed = [r["db"] for r in results if "error" in r]
-    print("\n" + json.dumps({
-        "sessions": a.sessions, "files": files, "corpus_mb": round(size / MB, 1),
-        "results": [{k: rnd(v) for k, v in r.items() if k != "second_summary"} for r in results],
-    }))
+    print(
+        "\n"
+        + json.dumps(
+            {
+                "sessions": a.sessions,
+                "files": files,
+                "corpus_mb": round(size / MB, 1),
+                "results": [
+                    {k: rnd(v) for k, v in r.items() if k != "second_summary"} for r in results
+                ],
+            }
+        )
+    )
     if failed:
         raise SystemExit(f"import failed for: {', '.join(failed)}")
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
@@ -723,7 +723,9 @@ def ingest(
     flush()
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     full_bytes = sum(j.live.size for j in fulls)
-    if n_workers > 1 and full_bytes >= PARALLEL_MIN_BYTES and len(fulls) > 1:
+    # An explicit worker count always uses workers; the default only when it pays.
+    big_enough = workers is not None or full_bytes >= PARALLEL_MIN_BYTES
+    if n_workers > 1 and big_enough and len(fulls) > 1:
         for job, result in _parallel(fulls, n_workers, resolve, max_line_bytes):
             take(job, result)
     else:
@@ -781,7 +783,7 @@ def _parallel(
     jobs: list[Job], n_workers: int, resolve: dict[str, str], max_line: int
 ) -> Iterator[tuple[Job, ThreadRows | tuple[str, str]]]:
     chunks = [jobs[i : i + JOBS_PER_TASK] for i in range(0, len(jobs), JOBS_PER_TASK)]
-    ctx = get_context("fork") if "fork" in get_context().get_all_start_methods() else None
+    ctx = get_context("fork") if "fork" in get_all_start_methods() else None
     max_in_flight = n_workers * 2
     with ProcessPoolExecutor(
         n_workers, mp_context=ctx, initializer=_init_worker, initargs=(resolve, max_line)

@@ -190,3 +190,25 @@ def test_append_adds_exactly_new_items(db_url: str, tmp_path: Path) -> None:
     n_partial = sum(len(t["items"]) for t in partial["turns"])
     n_full = sum(len(t["items"]) for t in want["turns"])
     assert n_full > n_partial
+
+
+def test_parallel_ingest_equals_serial(tmp_path: Path) -> None:
+    """Worker processes produce the same database as a single process."""
+    home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "h")
+    results = []
+    for workers in (1, 2):
+        with open_store(
+            f"sqlite:///{tmp_path / f'w{workers}.sqlite'}", auto_upgrade=True, codex_home=home
+        ) as st:
+            summary = st.ingest([home], workers=workers)
+            assert summary.errors == 0, summary.error_details
+            results.append(
+                (
+                    st.counts(),
+                    [
+                        st.get_thread(t["id"], include_turns=True)
+                        for t in st.list_threads(limit=100)["data"]
+                    ],
+                )
+            )
+    assert results[0] == results[1]
