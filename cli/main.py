@@ -19,6 +19,7 @@ from rich.table import Table
 
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
+from store.sql.listing import SOURCE_KINDS
 
 app = typer.Typer(
     name="rollouts",
@@ -144,19 +145,46 @@ def list_(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
     all_: Annotated[
-        bool, typer.Option("--all", help="Archived threads too (default: active only).")
+        bool,
+        typer.Option("--all", help="Archived threads too, and threads with no user message yet."),
     ] = False,
     archived: Annotated[bool, typer.Option("--archived", help="Only archived threads.")] = False,
     cursor: Annotated[str | None, typer.Option(help="nextCursor of the previous page.")] = None,
     limit: Annotated[int, typer.Option(help="Page size (1-100).")] = 25,
     sort: Annotated[str, typer.Option(help="created_at, updated_at or recency_at.")] = "created_at",
     asc: Annotated[bool, typer.Option("--asc", help="Oldest first.")] = False,
+    provider: Annotated[
+        list[str] | None, typer.Option("--provider", help="Only these model providers.")
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Only these source kinds (cli, vscode, exec, ...)."),
+    ] = None,
+    cwd: Annotated[
+        list[str] | None, typer.Option("--cwd", help="Only threads started in this folder.")
+    ] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Substring of the name or first message.")
+    ] = None,
 ) -> None:
-    """List threads, newest first: `{"data": [Thread], "nextCursor"}` with --json."""
+    """List threads, newest first: `{"data": [Thread], "nextCursor", "backwardsCursor"}`.
+
+    Unlike Codex's own list, every provider and source is shown unless
+    --provider/--source narrow it.
+    """
     arch: bool | None = None if all_ else archived
     with _store(db, home) as st:
         page = st.list_threads(
-            cursor=cursor, limit=limit, sort_key=sort, ascending=asc, archived=arch
+            cursor=cursor,
+            limit=limit,
+            sort_key=sort,
+            sort_direction="asc" if asc else "desc",
+            archived=arch,
+            model_providers=provider or [],
+            source_kinds=source or list(SOURCE_KINDS),
+            cwd=cwd or None,
+            search_term=search,
+            include_empty=all_,
         )
     if as_json:
         _print_json(page)
@@ -176,7 +204,7 @@ def list_(
         table.add_row(t["id"], created, title, t["cwd"], src)
     console.print(table)
     if page["nextCursor"]:
-        console.print(f"more: --cursor {page['nextCursor']}", highlight=False)
+        console.print(f"more: --cursor {page['nextCursor']}", highlight=False, soft_wrap=True)
 
 
 @app.command("show")

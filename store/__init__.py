@@ -64,4 +64,6 @@ def open_store(
                 return factory(resolved)  # type: ignore[no-any-return]
         raise InvalidInput(f"no backend for {scheme!r} URLs (sqlite:/// or postgresql://)")
     dialect_of(resolved)
-    return SqlThreadStore(resolved, auto_upgrade=upgrade, default_provider=default_provider(home))
+    return SqlThreadStore(
+        resolved, auto_upgrade=upgrade, default_provider=default_provider(home), codex_home=home
+    )

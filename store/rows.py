@@ -144,6 +144,7 @@ def thread_row(
         "git_branch": branch,
         "git_origin_url": origin,
         "created_at_ms": created,
+        "created_at_s": created // 1000,
         "updated_at_ms": mtime_ms,
         "recency_at_ms": m.last_user_ts_ms or mtime_ms,
         "archived": archived,

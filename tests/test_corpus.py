@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from store import open_store
+from store.sql.listing import SOURCE_KINDS
 from tests.conftest import CORPUS, FIXTURES, copy_home
 from tests.helpers import json_lines, rollout_files, thread_id_of
 
@@ -84,8 +85,13 @@ def test_corpus_imports_and_exports(db_url: str, tmp_path: Path, folder: str) ->
         assert first.errors == 0, first.error_details
         ids = _thread_ids(home)
         assert first.threads == len(ids)
-        page = st.list_threads(limit=100)
-        everything = page["data"] + st.list_threads(limit=100, archived=True)["data"]
+        everything = st.list_threads(
+            limit=100,
+            archived=None,
+            model_providers=[],
+            source_kinds=SOURCE_KINDS,
+            include_empty=True,
+        )["data"]
         assert {t["id"] for t in everything} == ids
         listed = {t["id"]: t for t in everything}
         for path in rollout_files(home):

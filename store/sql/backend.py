@@ -2,50 +2,25 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, func, select
 
 from store import codec
 from store.codex_home import SESSIONS
-from store.errors import InvalidCursor, InvalidInput, NotFound
+from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from store.ingest import IngestSummary, ProgressFn, ingest
 from store.rollout.framing import CHUNK_SIZE, DEFAULT_MAX_LINE_BYTES, open_stream
 from store.rollout.naming import validate_thread_id
 from store.rows import is_visible_turn
-from store.sql import migrate
+from store.sql import listing, migrate, mutations, pages
 from store.sql import schema as s
 from store.sql.engine import make_engine
+from store.sql.listing import ListQuery, clamp_limit
 from store.wire import thread_json, turn_json
-
-DEFAULT_LIMIT = 25
-MAX_LIMIT = 100
-_SORT_COLUMNS = {
-    "created_at": s.threads.c.created_at_ms,
-    "updated_at": s.threads.c.updated_at_ms,
-    "recency_at": s.threads.c.recency_at_ms,
-}
-
-
-def _encode_cursor(payload: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(codec.dumpb(payload)).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(cursor: str, sort_key: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = codec.loads(raw)
-        value, tid, key = data["v"], data["id"], data["k"]
-    except (binascii.Error, ValueError, KeyError, TypeError, codec.JSONDecodeError):
-        raise InvalidCursor(f"invalid cursor: {cursor!r}") from None
-    if not isinstance(value, int) or not isinstance(tid, str) or key != sort_key:
-        raise InvalidCursor(f"invalid cursor: {cursor!r} (made for another sort order)")
-    return value, tid
 
 
 class SqlThreadStore:
@@ -58,8 +33,10 @@ class SqlThreadStore:
         auto_upgrade: bool = False,
         default_provider: str = "openai",
         engine: Engine | None = None,
+        codex_home: Path | None = None,
     ) -> None:
         self.url = url
+        self.codex_home = codex_home
         self.engine = engine or make_engine(url)
         self.default_provider = default_provider
         migrate.ensure_current(self.engine, auto_upgrade=auto_upgrade, url_for_message=_safe(url))
@@ -100,10 +77,17 @@ class SqlThreadStore:
             select(
                 t,
                 s.thread_names.c.name.label("_name"),
+                s.thread_overrides.c.git_sha.label("_o_git_sha"),
+                s.thread_overrides.c.git_branch.label("_o_git_branch"),
+                s.thread_overrides.c.git_origin_url.label("_o_git_origin_url"),
+                s.thread_overrides.c.git_sha_set.label("_o_git_sha_set"),
+                s.thread_overrides.c.git_branch_set.label("_o_git_branch_set"),
+                s.thread_overrides.c.git_origin_url_set.label("_o_git_origin_url_set"),
                 s.roots.c.path.label("_root"),
                 s.rollout_files.c.rel_path.label("_rel"),
             )
             .outerjoin(s.thread_names, s.thread_names.c.thread_id == t.c.id)
+            .outerjoin(s.thread_overrides, s.thread_overrides.c.thread_id == t.c.id)
             .outerjoin(s.rollout_files, s.rollout_files.c.id == t.c.live_file_id)
             .outerjoin(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
             .where(where)
@@ -118,6 +102,9 @@ class SqlThreadStore:
         self, row: dict[str, Any], turns: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:
         path = str(Path(row["_root"]) / row["_rel"]) if row["_root"] and row["_rel"] else None
+        for col in ("git_sha", "git_branch", "git_origin_url"):
+            if row[f"_o_{col}_set"]:
+                row[col] = row[f"_o_{col}"]
         return thread_json(
             row, name=row["_name"], path=path, default_provider=self.default_provider, turns=turns
         )
@@ -131,44 +118,29 @@ class SqlThreadStore:
         turns = self.list_turns(tid) if include_turns else None
         return self._to_json(rows[0], turns)
 
-    def list_threads(
-        self,
-        *,
-        cursor: str | None = None,
-        limit: int | None = None,
-        sort_key: str = "created_at",
-        ascending: bool = False,
-        archived: bool | None = None,
-    ) -> dict[str, Any]:
-        """A page of threads: `{"data": [Thread], "nextCursor": str | None}`.
+    def list_threads(self, query: ListQuery | None = None, **params: Any) -> dict[str, Any]:
+        """A page of threads: `{"data": [Thread], "nextCursor", "backwardsCursor"}`.
 
-        Keyset pagination on (sort value, id): threads that share a timestamp
-        are never skipped or repeated, and cursors stay valid as threads arrive.
+        Takes a `ListQuery` or its fields as keywords (`cursor`, `limit`,
+        `sort_key`, `sort_direction`, `model_providers`, `source_kinds`,
+        `archived`, `cwd`, `search_term`, ...), with Codex's thread/list
+        defaults. Keyset pagination on (sort value, id): threads that share a
+        timestamp are never skipped or repeated, and cursors stay valid as
+        threads arrive.
         """
-        col = _SORT_COLUMNS.get(sort_key)
-        if col is None:
-            raise InvalidInput(f"unknown sort key {sort_key!r}: use one of {sorted(_SORT_COLUMNS)}")
-        n = DEFAULT_LIMIT if limit is None else max(1, min(MAX_LIMIT, limit))
-        conds: list[Any] = []
-        if archived is not None:
-            conds.append(s.threads.c.archived == archived)
-        if cursor:
-            value, tid = _decode_cursor(cursor, sort_key)
-            if ascending:
-                conds.append(or_(col > value, and_(col == value, s.threads.c.id > tid)))
-            else:
-                conds.append(or_(col < value, and_(col == value, s.threads.c.id < tid)))
-        order = (
-            [col.asc(), s.threads.c.id.asc()] if ascending else [col.desc(), s.threads.c.id.desc()]
-        )
-        rows = self._thread_rows(and_(True, *conds), order, n + 1)
+        q = query or ListQuery(**params)
+        if query is None and "default_provider" not in params:
+            q.default_provider = self.default_provider
+        n = clamp_limit(q.limit)
+        where = listing.where_clause(q, self.engine.dialect.name)
+        rows = self._thread_rows(where, listing.order_by(q), n + 1)
         more = len(rows) > n
         rows = rows[:n]
-        next_cursor = None
-        if more and rows:
-            last = rows[-1]
-            next_cursor = _encode_cursor({"k": sort_key, "v": last[col.name], "id": last["id"]})
-        return {"data": [self._to_json(r) for r in rows], "nextCursor": next_cursor}
+        return {
+            "data": [self._to_json(r) for r in rows],
+            "nextCursor": listing.next_cursor(q, rows[-1]) if more else None,
+            "backwardsCursor": listing.backwards_cursor(q, rows[0]) if rows else None,
+        }
 
     def list_turns(self, thread_id: str) -> list[dict[str, Any]]:
         """Every turn of a thread with its items, in order (app-server `Turn`s)."""
@@ -277,6 +249,177 @@ class SqlThreadStore:
                 if not chunk:
                     return
                 yield chunk
+
+    # -- pages of turns and items (thread/turns/list, thread/items/list) ---------------
+
+    def _visible_turns(self, conn: Any, tid: str) -> list[dict[str, Any]]:
+        rows = conn.execute(
+            select(s.turns).where(s.turns.c.thread_id == tid).order_by(s.turns.c.position)
+        ).mappings()
+        return [
+            dict(r)
+            for r in rows
+            if is_visible_turn(
+                r["status"], r["is_open"], r["explicit"], r["saw_compaction"], r["item_count"]
+            )
+        ]
+
+    def _require_thread(self, conn: Any, tid: str) -> None:
+        if conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first() is None:
+            raise NotFound(f"thread not loaded: {tid}")
+
+    def list_turns_page(
+        self,
+        thread_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        sort_direction: str = "desc",
+        items_view: str = "summary",
+    ) -> dict[str, Any]:
+        """`thread/turns/list`: a page of turns, newest first by default.
+
+        Cursors are Codex's JSON strings `{"turnId": ..., "includeAnchor": bool}`.
+        `items_view`: `full`, `summary` (first user message and last agent
+        message of each turn) or `notLoaded` (no items).
+        """
+        tid = validate_thread_id(thread_id)
+        if sort_direction not in ("asc", "desc"):
+            raise InvalidInput(f"unknown sortDirection {sort_direction!r}: expected asc or desc")
+        if items_view not in ("full", "summary", "notLoaded"):
+            raise InvalidInput(f"unknown itemsView {items_view!r}: full, summary or notLoaded")
+        n = clamp_limit(limit)
+        with self.engine.connect() as conn:
+            self._require_thread(conn, tid)
+            turns = self._visible_turns(conn, tid)
+            if sort_direction == "desc":
+                turns.reverse()
+            start = 0
+            if cursor:
+                anchor, include = pages.decode_turn_cursor(cursor)
+                idx = next((i for i, r in enumerate(turns) if r["turn_id"] == anchor), None)
+                if idx is None:
+                    raise InvalidCursor(f"invalid cursor: {cursor}")
+                start = idx if include else idx + 1
+            page = turns[start : start + n]
+            more = start + n < len(turns)
+            items: dict[int, list[dict[str, Any]]] = {}
+            if page and items_view != "notLoaded":
+                positions = [r["position"] for r in page]
+                for pos, data in conn.execute(
+                    select(s.items.c.turn_position, s.items.c.data)
+                    .where(s.items.c.thread_id == tid, s.items.c.turn_position.in_(positions))
+                    .order_by(s.items.c.position)
+                ):
+                    items.setdefault(pos, []).append(codec.loads(data))
+        data = []
+        for r in page:
+            its = items.get(r["position"], [])
+            turn = turn_json(r, pages.summary_items(its) if items_view == "summary" else its)
+            turn["itemsView"] = items_view
+            data.append(turn)
+        return {
+            "data": data,
+            "nextCursor": pages.encode_turn_cursor(page[-1]["turn_id"], False) if more else None,
+            "backwardsCursor": pages.encode_turn_cursor(page[0]["turn_id"], True) if page else None,
+        }
+
+    def list_items_page(
+        self,
+        thread_id: str,
+        *,
+        turn_id: str | None = None,
+        cursor: Any = None,
+        limit: int | None = None,
+        sort_direction: str = "asc",
+    ) -> dict[str, Any]:
+        """`thread/items/list`: a page of `ThreadItemEntry`s, oldest first by default."""
+        tid = validate_thread_id(thread_id)
+        if sort_direction not in ("asc", "desc"):
+            raise InvalidInput(f"unknown sortDirection {sort_direction!r}: expected asc or desc")
+        n = clamp_limit(limit)
+        with self.engine.connect() as conn:
+            self._require_thread(conn, tid)
+            turns = self._visible_turns(conn, tid)
+            if turn_id is not None:
+                turns = [r for r in turns if r["turn_id"] == turn_id]
+                if not turns:
+                    raise NotFound(f"turn not found: {turn_id}")
+            turn_ids = {r["position"]: r["turn_id"] for r in turns}
+            q = select(
+                s.items.c.position, s.items.c.turn_position, s.items.c.created_at_ms, s.items.c.data
+            ).where(s.items.c.thread_id == tid, s.items.c.turn_position.in_(list(turn_ids)))
+            after = pages.decode_item_cursor(conn, tid, cursor, turn_id)
+            if after is not None:
+                pos, include = after
+                if sort_direction == "asc":
+                    q = q.where(s.items.c.position >= pos if include else s.items.c.position > pos)
+                else:
+                    q = q.where(s.items.c.position <= pos if include else s.items.c.position < pos)
+            order = (
+                s.items.c.position.asc() if sort_direction == "asc" else s.items.c.position.desc()
+            )
+            rows = conn.execute(q.order_by(order).limit(n + 1)).all()
+        more = len(rows) > n
+        rows = rows[:n]
+        data = [
+            {
+                "turnId": turn_ids[r[1]],
+                "item": codec.loads(r[3]),
+                "startedAtMs": None,
+                "completedAtMs": r[2],
+            }
+            for r in rows
+        ]
+        return {
+            "data": data,
+            "nextCursor": pages.encode_item_cursor(rows[-1][0], False) if more else None,
+            "backwardsCursor": pages.encode_item_cursor(rows[0][0], True) if rows else None,
+        }
+
+    # -- writes (see store.sql.mutations) ------------------------------------------
+
+    def set_name(self, thread_id: str, name: str) -> None:
+        mutations.set_name(self, thread_id, name)
+
+    def update_metadata(self, thread_id: str, *, git_info: dict[str, Any]) -> dict[str, Any]:
+        mutations.update_git(self, thread_id, git_info)
+        return self.get_thread(thread_id)
+
+    def create_thread(self, **params: Any) -> dict[str, Any]:
+        return self.get_thread(mutations.create_thread(self, **params))
+
+    def append_items(self, thread_id: str, items: list[Any]) -> int:
+        return mutations.append_items(self, thread_id, items)
+
+    def fork(self, thread_id: str, *, last_turn_id: str | None = None) -> dict[str, Any]:
+        """Fork a thread (up to and including `last_turn_id`); returns the new Thread."""
+        return self.get_thread(
+            mutations.fork(self, thread_id, last_turn_id=last_turn_id), include_turns=True
+        )
+
+    def resume(self, thread_id: str) -> dict[str, Any]:
+        """The thread with its history and the session settings to continue it."""
+        f = mutations.thread_file(self, thread_id)
+        if f.archived:
+            raise Conflict(
+                f"session {f.thread_id} is archived. Run `codex unarchive {f.thread_id}` "
+                "to unarchive it first."
+            )
+        thread = self.get_thread(f.thread_id, include_turns=True)
+        settings = mutations.session_settings(f.path)
+        return {
+            "thread": thread,
+            "model": settings["model"] or thread["model"] or "",
+            "modelProvider": thread["modelProvider"],
+            "serviceTier": None,
+            "cwd": thread["cwd"],
+            "instructionSources": [],
+            "approvalPolicy": settings["approvalPolicy"],
+            "approvalsReviewer": settings["approvalsReviewer"],
+            "sandbox": settings["sandbox"],
+            "reasoningEffort": settings["reasoningEffort"] or thread["reasoningEffort"],
+        }
 
 
 def _safe(url: str) -> str:

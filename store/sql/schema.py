@@ -78,6 +78,9 @@ threads = Table(
     Column("git_branch", Text),
     Column("git_origin_url", Text),
     Column("created_at_ms", BigInteger, nullable=False),
+    # created_at in whole seconds: the created_at sort order of Codex (second
+    # precision, ties by id), kept as a column so the keyset has an index.
+    Column("created_at_s", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("recency_at_ms", BigInteger, nullable=False),
     Column("archived", Boolean, nullable=False, default=False),
@@ -95,7 +98,7 @@ threads = Table(
     Column("bytes", BigInteger, nullable=False, default=0),
     Column("live_file_id", BigInteger),  # rollout_files.id of the file being appended to
     Column("meta", Text, nullable=False, default="{}"),  # first session_meta, minus instructions
-    Index(None, "archived", "created_at_ms", "id"),
+    Index(None, "archived", "created_at_s", "id"),
     Index(None, "archived", "updated_at_ms", "id"),
     Index(None, "archived", "recency_at_ms", "id"),
     Index(None, "cwd"),
@@ -187,4 +190,19 @@ thread_names = Table(
     Column("name", Text, nullable=False),
     Column("updated_at", String(64)),
     Column("root_id", Integer, ForeignKey("roots.id", ondelete="SET NULL")),
+)
+
+# Thread metadata that Codex keeps only in its state database (thread/metadata/update),
+# layered over what the rollout files say. `<column>_set` tells "cleared" from "not set".
+thread_overrides = Table(
+    "thread_overrides",
+    metadata,
+    Column("thread_id", String(36), ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True),
+    Column("git_sha", Text),
+    Column("git_branch", Text),
+    Column("git_origin_url", Text),
+    Column("git_sha_set", Boolean, nullable=False, default=False),
+    Column("git_branch_set", Boolean, nullable=False, default=False),
+    Column("git_origin_url_set", Boolean, nullable=False, default=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
 )

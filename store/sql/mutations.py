@@ -1,0 +1,540 @@
+"""Writes of the thread API: start, append, name, git metadata, fork, resume.
+
+Every write that Codex keeps in files goes to the files first (a new rollout,
+appended lines, a `session_index.jsonl` entry), durably, and is then indexed
+by the normal ingest path. The database therefore never holds anything the
+files do not, and an interrupted write is completed by the next ingest.
+Git metadata set through the API, which Codex keeps only in its state
+database, lives in `thread_overrides`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select, update
+
+from store import codec
+from store.errors import Conflict, InvalidInput, NotFound
+from store.rollout import writer
+from store.rollout.framing import iter_lines, open_stream
+from store.rollout.naming import validate_thread_id
+from store.rows import is_visible_turn
+from store.sql import schema as s
+from store.sql.engine import write_tx
+
+if TYPE_CHECKING:
+    from store.sql.backend import SqlThreadStore
+
+CLI_VERSION = "0.169.0"  # the Codex version whose formats we write
+
+
+@dataclass(frozen=True)
+class ThreadFile:
+    thread_id: str
+    path: Path
+    root: Path
+    archived: bool
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def thread_file(st: SqlThreadStore, thread_id: str, *, missing: str | None = None) -> ThreadFile:
+    """The main rollout file of a thread; NotFound with Codex's message otherwise."""
+    tid = validate_thread_id(thread_id)
+    with st.engine.connect() as conn:
+        row = conn.execute(
+            select(s.roots.c.path, s.rollout_files.c.rel_path, s.threads.c.archived)
+            .select_from(s.threads)
+            .join(s.rollout_files, s.rollout_files.c.thread_id == s.threads.c.id)
+            .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
+            .where(s.threads.c.id == tid, s.rollout_files.c.is_segment.is_(False))
+            .order_by(s.rollout_files.c.id)
+        ).first()
+    if row is None:
+        raise NotFound(missing or f"no rollout found for thread id {tid}")
+    root = Path(row[0])
+    path = (root / row[1]).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise InvalidInput(f"stored path {row[1]!r} leads outside its root {root}")
+    return ThreadFile(tid, path, root, bool(row[2]))
+
+
+def _home_for_writes(st: SqlThreadStore) -> Path:
+    if st.codex_home is None:
+        raise InvalidInput("no CODEX_HOME is attached to this store: open it with codex_home=...")
+    return st.codex_home
+
+
+def _reindex(st: SqlThreadStore, path: Path) -> None:
+    summary = st.ingest([path], workers=1)
+    if summary.errors:
+        raise InvalidInput(f"could not index {path}: {summary.error_details}")
+
+
+# -- names and metadata ------------------------------------------------------------
+
+
+def set_name(st: SqlThreadStore, thread_id: str, name: str) -> None:
+    """Name a thread as Codex does: a `session_index.jsonl` entry (newest wins)."""
+    clean = name.strip() if isinstance(name, str) else ""
+    if not clean:
+        raise InvalidInput("thread name must not be empty")
+    f = thread_file(st, thread_id)
+    if f.archived:
+        raise NotFound(f"no rollout found for thread id {f.thread_id}")
+    stamp = writer.rfc3339_ms(now_ms())
+    entry = {"id": f.thread_id, "thread_name": clean, "updated_at": stamp}
+    index = f.root / "session_index.jsonl"
+    if not index.exists():
+        writer.create_file(index, [])
+    writer.append_lines(index, "session_index", [codec.dumpb(entry) + b"\n"])
+    with write_tx(st.engine) as conn:
+        conn.execute(delete(s.thread_names).where(s.thread_names.c.thread_id == f.thread_id))
+        conn.execute(
+            insert(s.thread_names).values(thread_id=f.thread_id, name=clean, updated_at=stamp)
+        )
+
+
+_GIT_FIELDS = {"sha": "git_sha", "branch": "git_branch", "originUrl": "git_origin_url"}
+
+
+def update_git(st: SqlThreadStore, thread_id: str, git: dict[str, Any]) -> None:
+    """Patch a thread's git info: absent = keep, None = clear, string = set."""
+    f = thread_file(st, thread_id)
+    values: dict[str, Any] = {}
+    for key, column in _GIT_FIELDS.items():
+        if key not in git:
+            continue
+        value = git[key]
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise InvalidInput(f"gitInfo.{key} must be a non-empty string or null")
+        values[column] = value
+    if not values:
+        return
+    with write_tx(st.engine) as conn:
+        exists = conn.execute(
+            select(s.thread_overrides.c.thread_id).where(
+                s.thread_overrides.c.thread_id == f.thread_id
+            )
+        ).first()
+        flags = {f"{c}_set": True for c in values}
+        if exists:
+            conn.execute(
+                update(s.thread_overrides)
+                .where(s.thread_overrides.c.thread_id == f.thread_id)
+                .values(**values, **flags, updated_at_ms=now_ms())
+            )
+        else:
+            conn.execute(
+                insert(s.thread_overrides).values(
+                    thread_id=f.thread_id, **values, **flags, updated_at_ms=now_ms()
+                )
+            )
+
+
+# -- new threads and appends --------------------------------------------------------
+
+
+def session_meta(
+    thread_id: str,
+    ts_ms: int,
+    *,
+    cwd: str,
+    originator: str,
+    model_provider: str | None,
+    source: Any = "vscode",
+    forked_from_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    payload: dict[str, Any] = {
+        "id": thread_id,
+        "session_id": thread_id,
+        "timestamp": writer.rfc3339_ms(ts_ms),
+        "cwd": cwd,
+        "originator": originator,
+        "cli_version": CLI_VERSION,
+        "source": source,
+    }
+    if forked_from_id is not None:
+        payload["forked_from_id"] = forked_from_id
+    if model_provider is not None:
+        payload["model_provider"] = model_provider
+    payload.update(extra or {})
+    return writer.line("session_meta", payload, ts_ms)
+
+
+def create_thread(
+    st: SqlThreadStore,
+    *,
+    cwd: str,
+    model_provider: str | None = None,
+    model: str | None = None,
+    originator: str = "rollouts",
+    source: Any = "vscode",
+) -> str:
+    """Record a new, empty thread: a rollout file holding its `session_meta`."""
+    home = _home_for_writes(st)
+    ts = now_ms()
+    tid = writer.uuid7(ts)
+    extra = {"model": model} if model else None
+    meta = session_meta(
+        tid,
+        ts,
+        cwd=cwd,
+        originator=originator,
+        model_provider=model_provider or st.default_provider,
+        source=source,
+        extra=extra,
+    )
+    path = writer.new_rollout_path(home, tid, ts)
+    writer.create_file(path, [meta])
+    _reindex(st, path)
+    return tid
+
+
+def append_items(st: SqlThreadStore, thread_id: str, items: list[Any]) -> int:
+    """Append raw Responses API items to a thread's model history (`response_item` lines)."""
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("items must be a non-empty array of Responses API items")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise InvalidInput(f"items[{i}] must be an object with a string `type`")
+    f = thread_file(st, thread_id, missing=f"thread not found: {thread_id}")
+    ts = now_ms()
+    writer.append_lines(f.path, f.thread_id, [writer.line("response_item", it, ts) for it in items])
+    _reindex(st, f.path)
+    return len(items)
+
+
+# -- fork and resume ----------------------------------------------------------------
+
+
+def _turn_rows(st: SqlThreadStore, tid: str) -> list[dict[str, Any]]:
+    with st.engine.connect() as conn:
+        return [
+            dict(r)
+            for r in conn.execute(
+                select(s.turns).where(s.turns.c.thread_id == tid).order_by(s.turns.c.position)
+            ).mappings()
+        ]
+
+
+def _visible(r: dict[str, Any]) -> bool:
+    return is_visible_turn(
+        r["status"], r["is_open"], r["explicit"], r["saw_compaction"], r["item_count"]
+    )
+
+
+def _cut(turns: list[dict[str, Any]], last_turn_id: str | None) -> tuple[int | None, str | None]:
+    """(first physical line not copied or None for all, id of a turn left open).
+
+    Forking after a turn keeps everything up to the next turn's first line.
+    A history that ends inside a turn gets that turn aborted, as Codex does.
+    """
+    visible = [r for r in turns if _visible(r)]
+    if last_turn_id is None:
+        kept = visible
+        cut = None
+    else:
+        match = [r for r in visible if r["turn_id"] == last_turn_id]
+        if not match:
+            raise InvalidInput(f"lastTurnId '{last_turn_id}' was not found in the source thread")
+        turn = match[-1]
+        if str(turn["turn_id"]).startswith("rollout-"):  # synthetic id of an implicit turn
+            raise InvalidInput(
+                f"lastTurnId '{last_turn_id}' is not a persisted canonical turn in the source thread"
+            )
+        if turn["status"] == "inProgress" and turn["is_open"] and turn is visible[-1]:
+            raise InvalidInput(f"lastTurnId '{last_turn_id}' identifies an in-progress turn")
+        later = [r for r in turns if r["position"] > turn["position"]]
+        cut = min(r["first_line"] for r in later) if later else None
+        kept = [r for r in visible if r["position"] <= turn["position"]]
+    open_turn = None
+    if kept and kept[-1]["status"] == "inProgress" and kept[-1]["explicit"]:
+        open_turn = kept[-1]["turn_id"]
+    return cut, open_turn
+
+
+def _copy_until(path: Path, cut_line: int | None) -> int:
+    """Byte length of the complete lines before physical line `cut_line` (streamed)."""
+    end = 0
+    with open_stream(path) as stream:
+        for raw in iter_lines(stream):
+            if cut_line is not None and raw.number >= cut_line:
+                break
+            if raw.terminated:
+                end = raw.end
+    return end
+
+
+def _chunks(path: Path, length: int) -> Any:
+    with open_stream(path) as stream:
+        left = length
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+def _turn_ids_in(line: bytes) -> set[str]:
+    """Turn ids a rollout line names (lifecycle events, items, turn contexts)."""
+    try:
+        obj = codec.loads(line)
+    except codec.JSONDecodeError:
+        return set()
+    payload = obj.get("payload") if isinstance(obj, dict) else None
+    if not isinstance(payload, dict):
+        return set()
+    found = {payload.get("turn_id")}
+    attribution = payload.get("turn_attribution")
+    if isinstance(attribution, dict):
+        found.add(attribution.get("turn_id"))
+    return {x for x in found if isinstance(x, str)}
+
+
+@dataclass(frozen=True)
+class RefPoint:
+    """Where a reference fork's shared history ends: a thread's file, a byte, an ordinal."""
+
+    thread_id: str
+    end_offset: int
+    end_ordinal: int
+
+
+def _ref_point(st: SqlThreadStore, f: ThreadFile, later: set[str], depth: int = 0) -> RefPoint:
+    """The history of `f` up to (not including) the first line of a turn in `later`.
+
+    A reference fork shares a prefix of another thread's file. When a later
+    turn lies in this thread's own base (it is itself a reference fork), the
+    cut point is in the base, so the point moves there.
+    """
+    if depth > 8:
+        raise InvalidInput(f"history base chain of thread {f.thread_id} is too deep")
+    own_ids: set[str] = set()
+    end, last_ordinal = 0, -1
+    base: dict[str, Any] | None = None
+    with open_stream(f.path) as stream:
+        for raw in iter_lines(stream):
+            if not raw.terminated or raw.too_long:
+                break
+            if raw.number == 0:
+                try:
+                    meta = codec.loads(raw.data).get("payload", {})
+                    base = meta.get("history_base") if isinstance(meta, dict) else None
+                except (codec.JSONDecodeError, AttributeError):
+                    base = None
+            ids = _turn_ids_in(raw.data) if b"turn_id" in raw.data else set()
+            if ids & later:
+                try:
+                    ordinal = int(codec.loads(raw.data).get("ordinal", last_ordinal + 1))
+                except (codec.JSONDecodeError, TypeError, ValueError, AttributeError):
+                    ordinal = last_ordinal + 1
+                if later - own_ids - ids and isinstance(base, dict) and depth < 8:
+                    break  # some later turns are in the base: cut there instead
+                return RefPoint(f.thread_id, raw.offset, ordinal)
+            own_ids |= ids
+            end = raw.end
+            try:
+                last_ordinal = int(codec.loads(raw.data).get("ordinal", last_ordinal + 1))
+            except (codec.JSONDecodeError, TypeError, ValueError, AttributeError):
+                last_ordinal += 1
+    if later and isinstance(base, dict) and isinstance(base.get("thread_id"), str):
+        return _ref_point(st, thread_file(st, base["thread_id"]), later, depth + 1)
+    return RefPoint(f.thread_id, end, last_ordinal + 1)
+
+
+def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None) -> str:
+    """Fork a thread into a new rollout file, in the format Codex 0.169 writes; returns its id.
+
+    Paginated threads get a reference fork, as Codex writes them: a new file
+    whose `session_meta.history_base` points at the shared prefix of the
+    source (nothing is copied). Legacy threads get a copy fork: a new
+    `session_meta` (`forked_from_id` = the source) followed by the source's
+    lines up to the fork point, byte for byte. Either way a turn left open is
+    closed with `turn_aborted` (interrupted), and the source file is untouched.
+    """
+    src = thread_file(st, thread_id)
+    if src.archived:
+        raise Conflict(
+            f"session {src.thread_id} is archived. Run `codex unarchive {src.thread_id}` "
+            "to unarchive it first."
+        )
+    home = _home_for_writes(st)
+    with st.engine.connect() as conn:
+        meta_row = conn.execute(
+            select(
+                s.threads.c.meta,
+                s.threads.c.cwd,
+                s.threads.c.model_provider,
+                s.threads.c.history_mode,
+            ).where(s.threads.c.id == src.thread_id)
+        ).one()
+        name = conn.execute(
+            select(s.thread_names.c.name).where(s.thread_names.c.thread_id == src.thread_id)
+        ).scalar()
+    source_meta = codec.loads(meta_row[0]) if meta_row[0] else {}
+    turns = _turn_rows(st, src.thread_id)
+    cut, open_turn = _cut(turns, last_turn_id)
+    ts = now_ms()
+    new_id = writer.uuid7(ts)
+    keep = {
+        k: v
+        for k, v in source_meta.items()
+        if k
+        not in (
+            "id",
+            "session_id",
+            "timestamp",
+            "forked_from_id",
+            "forked_from_ordinal_exclusive",
+            "history_base",
+            "instructions",
+            "cwd",
+            "originator",
+            "source",
+        )
+    }
+    paginated = meta_row[3] == "paginated"
+    body: list[bytes] = []
+    extra_paths: list[Path] = []
+    if paginated:
+        later: set[str] = set()
+        if last_turn_id is not None:
+            pos = max(r["position"] for r in turns if r["turn_id"] == last_turn_id)
+            later = {r["turn_id"] for r in turns if r["position"] > pos}
+        point = _ref_point(st, src, later)
+        keep["history_base"] = {
+            "thread_id": point.thread_id,
+            "end_ordinal_exclusive": point.end_ordinal,
+            "end_byte_offset": point.end_offset,
+        }
+        keep["forked_from_ordinal_exclusive"] = point.end_ordinal
+        extra_paths.extend(_base_chain(st, point.thread_id))
+        ordinal: int | None = point.end_ordinal
+    else:
+        body = list(_chunks(src.path, _copy_until(src.path, cut)))
+        ordinal = None
+    head = session_meta(
+        new_id,
+        ts,
+        cwd=meta_row[1] or "",
+        originator=str(source_meta.get("originator") or "rollouts"),
+        model_provider=meta_row[2],
+        source=source_meta.get("source", "vscode"),
+        forked_from_id=src.thread_id,
+        extra=keep,
+    )
+    lines = [_with_ordinal(head, ordinal), *body]
+    if open_turn is not None:
+        abort = {"type": "turn_aborted", "turn_id": open_turn, "reason": "interrupted"}
+        lines.append(
+            _with_ordinal(
+                writer.line("event_msg", abort, ts), None if ordinal is None else ordinal + 1
+            )
+        )
+    path = writer.new_rollout_path(home, new_id, ts)
+    writer.create_file(path, lines)
+    if name:
+        set_name_raw(st, home, new_id, name)
+    summary = st.ingest([path, *extra_paths], workers=1)
+    if summary.errors:
+        raise InvalidInput(f"could not index {path}: {summary.error_details}")
+    return new_id
+
+
+def _base_chain(st: SqlThreadStore, thread_id: str) -> list[Path]:
+    """Main files of a thread and of every thread its history base leads to."""
+    out: list[Path] = []
+    seen: set[str] = set()
+    tid: str | None = thread_id
+    while tid is not None and tid not in seen and len(seen) < 16:
+        seen.add(tid)
+        out.append(thread_file(st, tid).path)
+        with st.engine.connect() as conn:
+            tid = conn.execute(
+                select(s.rollout_files.c.base_rollout_id)
+                .where(s.rollout_files.c.thread_id == tid, s.rollout_files.c.is_segment.is_(False))
+                .order_by(s.rollout_files.c.id)
+            ).scalar()
+    return out
+
+
+def _with_ordinal(line: bytes, ordinal: int | None) -> bytes:
+    """Paginated rollouts number their lines: put `ordinal` after `timestamp`."""
+    if ordinal is None:
+        return line
+    obj = codec.loads(line)
+    out = {
+        "timestamp": obj["timestamp"],
+        "ordinal": ordinal,
+        "type": obj["type"],
+        "payload": obj["payload"],
+    }
+    return codec.dumpb(out) + b"\n"
+
+
+def set_name_raw(st: SqlThreadStore, home: Path, thread_id: str, name: str) -> None:
+    entry = {"id": thread_id, "thread_name": name, "updated_at": writer.rfc3339_ms(now_ms())}
+    index = home / "session_index.jsonl"
+    if not index.exists():
+        writer.create_file(index, [])
+    writer.append_lines(index, "session_index", [codec.dumpb(entry) + b"\n"])
+
+
+_SANDBOX = {
+    "danger-full-access": "dangerFullAccess",
+    "read-only": "readOnly",
+    "workspace-write": "workspaceWrite",
+    "external-sandbox": "externalSandbox",
+}
+
+
+def session_settings(path: Path) -> dict[str, Any]:
+    """approvalPolicy, approvalsReviewer and sandbox of the last `turn_context` line."""
+    found: dict[str, Any] = {}
+    with open_stream(path) as stream:
+        for raw in iter_lines(stream):
+            if b'"turn_context"' not in raw.data or raw.too_long:
+                continue
+            try:
+                obj = codec.loads(raw.data)
+            except codec.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and obj.get("type") == "turn_context":
+                payload = obj.get("payload")
+                if isinstance(payload, dict):
+                    found = payload
+    policy = found.get("approval_policy")
+    reviewer = found.get("approvals_reviewer")
+    sandbox = found.get("sandbox_policy")
+    out: dict[str, Any] = {
+        "approvalPolicy": policy
+        if policy in ("untrusted", "on-request", "never")
+        else "on-request",
+        "approvalsReviewer": reviewer
+        if reviewer in ("user", "auto_review", "guardian_subagent")
+        else "user",
+        "sandbox": {"type": "readOnly"},
+        "model": found.get("model"),
+        "reasoningEffort": found.get("effort"),
+    }
+    if isinstance(sandbox, dict) and sandbox.get("type") in _SANDBOX:
+        out["sandbox"] = {"type": _SANDBOX[str(sandbox["type"])]}
+        if sandbox.get("type") == "workspace-write":
+            out["sandbox"].update(
+                {
+                    "writableRoots": [r for r in sandbox.get("writable_roots", []) if r],
+                    "networkAccess": bool(sandbox.get("network_access", False)),
+                    "excludeTmpdirEnvVar": bool(sandbox.get("exclude_tmpdir_env_var", False)),
+                    "excludeSlashTmp": bool(sandbox.get("exclude_slash_tmp", False)),
+                }
+            )
+    return out
