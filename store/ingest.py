@@ -309,6 +309,12 @@ def _parse_full(job: Job) -> ThreadRows | tuple[str, str]:
         parse = parse_thread(job.live.path, resolve_base=_resolver, max_line_bytes=_MAX_LINE)
     except OSError as exc:
         return (str(job.live.path), f"cannot read: {exc}")
+    if not parse.meta.seen_meta:
+        # Binary junk or a first line still being written: not a thread (yet).
+        return (
+            str(job.live.path),
+            "no session_meta line: not a Codex rollout, or its first line is still being written",
+        )
     meta_id = parse.meta.id
     if meta_id is not None and meta_id.lower() != job.thread_id:
         try:

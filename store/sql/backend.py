@@ -269,14 +269,21 @@ class SqlThreadStore:
         return path
 
     def export(self, thread_id: str) -> Iterator[bytes]:
-        """The original JSONL bytes of the thread's main rollout file, in chunks."""
-        path = self.main_file(thread_id)
-        with open_stream(path) as stream:
-            while True:
-                chunk = stream.read(CHUNK_SIZE)
-                if not chunk:
-                    return
-                yield chunk
+        """The original JSONL bytes of the thread's main rollout file, in chunks.
+
+        The id and the file are checked now, not at the first chunk, so a
+        caller learns of a bad id before it creates an output file.
+        """
+        return _chunks(self.main_file(thread_id))
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open_stream(path) as stream:
+        while True:
+            chunk = stream.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
 
 
 def _safe(url: str) -> str:
