@@ -748,8 +748,11 @@ def ingest(
 def _redo(
     engine: Engine, job: Job, summary: IngestSummary, resolve: dict[str, str], max_line: int
 ) -> None:
-    """A concurrent importer changed this thread: plan it again from the database."""
-    summary.threads -= 1
+    """A concurrent importer changed this thread: plan it again from the database.
+
+    The stale write counted nothing (see _write_batch), so this counts the
+    thread once: written, or unchanged when the other importer wrote it as is.
+    """
     with engine.connect() as conn:
         row = conn.execute(
             select(
@@ -768,7 +771,8 @@ def _redo(
         and row[3] == job.live.size
         and (row[2] == job.live.mtime_ns)
     ):
-        return  # the other importer wrote exactly this state
+        summary.unchanged += 1  # the other importer wrote exactly this state
+        return
     fresh = Job(
         job.thread_id,
         job.root_id,
