@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
@@ -85,6 +86,13 @@ def _handle_errors() -> Iterator[None]:
         if _debug:
             raise
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OperationalError as exc:
+        # The database is unreachable, refuses us, or is locked past the timeout.
+        if _debug:
+            raise
+        reason = " ".join(str(exc.orig or exc).split())
+        err.print(f"[red]error:[/red] database: {escape(reason)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

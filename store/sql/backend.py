@@ -62,7 +62,15 @@ class SqlThreadStore:
         self.url = url
         self.engine = engine or make_engine(url)
         self.default_provider = default_provider
-        migrate.ensure_current(self.engine, auto_upgrade=auto_upgrade, url_for_message=_safe(url))
+        try:
+            migrate.ensure_current(
+                self.engine, auto_upgrade=auto_upgrade, url_for_message=_safe(url)
+            )
+        except BaseException:
+            # A refused store must not leave pooled connections behind.
+            if engine is None:
+                self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
