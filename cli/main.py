@@ -15,7 +15,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
@@ -77,12 +79,21 @@ def _handle_errors() -> Iterator[None]:
     except RolloutsError as exc:
         if _debug:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        # escape: the message may hold user text with [brackets]; soft_wrap:
+        # a long path stays on one line, copyable.
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:
         if _debug:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OperationalError as exc:
+        # The database is unreachable, refuses us, or is locked past the timeout.
+        if _debug:
+            raise
+        reason = " ".join(str(exc.orig or exc).split())
+        err.print(f"[red]error:[/red] database: {escape(reason)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -204,6 +215,7 @@ def list_(
         table.add_row(t["id"], created, title, t["cwd"], src)
     console.print(table)
     if page["nextCursor"]:
+        # Never wrapped: the cursor is meant to be copied.
         console.print(f"more: --cursor {page['nextCursor']}", highlight=False, soft_wrap=True)
 
 
@@ -261,11 +273,15 @@ def export(
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
+        # Whole or nothing: a failed export leaves neither OUTPUT nor a part file.
         tmp = output.with_name(output.name + ".part")
-        with open(tmp, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, output)
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @app.command("skipped")

@@ -96,8 +96,13 @@ def scan_path(path: Path) -> RootScan:
     if looks_like_codex_home(path):
         scan = RootScan(root=path, complete=True, prefixes=(SESSIONS + "/", ARCHIVED + "/"))
         for sub in (SESSIONS, ARCHIVED):
-            if (path / sub).is_dir():
-                scan.files.extend(_walk(path, path / sub, scan))
+            folder = path / sub
+            if folder.is_symlink() and not Path(os.path.realpath(folder)).is_relative_to(path):
+                # Same rule as inside the walk (and as export): import the
+                # link's target as its own folder instead.
+                scan.outside.append(str(folder))
+            elif folder.is_dir():
+                scan.files.extend(_walk(path, folder, scan))
         if (path / SESSION_INDEX).is_file():
             scan.index_file = path / SESSION_INDEX
         return scan

@@ -309,6 +309,12 @@ def _parse_full(job: Job) -> ThreadRows | tuple[str, str]:
         parse = parse_thread(job.live.path, resolve_base=_resolver, max_line_bytes=_MAX_LINE)
     except OSError as exc:
         return (str(job.live.path), f"cannot read: {exc}")
+    if not parse.meta.seen_meta:
+        # Binary junk or a first line still being written: not a thread (yet).
+        return (
+            str(job.live.path),
+            "no session_meta line: not a Codex rollout, or its first line is still being written",
+        )
     meta_id = parse.meta.id
     if meta_id is not None and meta_id.lower() != job.thread_id:
         try:
@@ -742,8 +748,11 @@ def ingest(
 def _redo(
     engine: Engine, job: Job, summary: IngestSummary, resolve: dict[str, str], max_line: int
 ) -> None:
-    """A concurrent importer changed this thread: plan it again from the database."""
-    summary.threads -= 1
+    """A concurrent importer changed this thread: plan it again from the database.
+
+    The stale write counted nothing (see _write_batch), so this counts the
+    thread once: written, or unchanged when the other importer wrote it as is.
+    """
     with engine.connect() as conn:
         row = conn.execute(
             select(
@@ -762,7 +771,8 @@ def _redo(
         and row[3] == job.live.size
         and (row[2] == job.live.mtime_ns)
     ):
-        return  # the other importer wrote exactly this state
+        summary.unchanged += 1  # the other importer wrote exactly this state
+        return
     fresh = Job(
         job.thread_id,
         job.root_id,

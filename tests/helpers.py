@@ -31,3 +31,20 @@ def thread_id_of(path: Path) -> str:
     first = json_lines(path)[0]
     payload = first.get("payload", first)
     return str(payload["id"])
+
+
+# thread/list params that list every stored thread: archived or not, any
+# provider, any source, with or without a first user message.
+EVERY_THREAD: dict[str, Any] = {
+    "archived": None,
+    "model_providers": [],
+    "source_kinds": [
+        "cli",
+        "vscode",
+        "exec",
+        "appServer",
+        "subAgent",
+        "unknown",
+    ],
+    "include_empty": True,
+}

@@ -11,7 +11,7 @@ import pytest
 from store import open_store
 from store.sql.listing import SOURCE_KINDS
 from tests.conftest import CORPUS, FIXTURES, copy_home
-from tests.helpers import json_lines, rollout_files, thread_id_of
+from tests.helpers import EVERY_THREAD, json_lines, rollout_files, thread_id_of
 
 SCHEMA = FIXTURES / "schema"
 # Fields of the real app-server's thread/read answers that come from the files.
@@ -147,7 +147,7 @@ def test_real_rollouts_import(db_url: str, tmp_path: Path) -> None:
         assert all("not a UUID" in e["error"] for e in summary.error_details)
         good = {thread_id_of(p) for p in folder.iterdir()} - {thread_id_of(p) for p in bad}
         assert summary.threads == len(good)
-        for t in st.list_threads(limit=100)["data"]:
+        for t in st.list_threads(limit=100, **EVERY_THREAD)["data"]:
             full = st.get_thread(t["id"], include_turns=True)
             assert full["turns"], t["id"]
 
@@ -213,7 +213,7 @@ def test_parallel_ingest_equals_serial(tmp_path: Path) -> None:
                     st.counts(),
                     [
                         st.get_thread(t["id"], include_turns=True)
-                        for t in st.list_threads(limit=100)["data"]
+                        for t in st.list_threads(limit=100, **EVERY_THREAD)["data"]
                     ],
                 )
             )

@@ -68,8 +68,17 @@ def validate_thread_id(value: str) -> str:
     try:
         parsed = uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
-        raise InvalidInput(f"invalid thread id: {value!r} is not a UUID") from None
+        raise InvalidInput(f"invalid thread id: {_shown(value)} is not a UUID") from None
     text = str(parsed)
     if text != value.lower():
-        raise InvalidInput(f"invalid thread id: {value!r} is not a hyphenated UUID")
+        raise InvalidInput(f"invalid thread id: {_shown(value)} is not a hyphenated UUID")
     return text
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """`value` for an error message: a hostile 10 KB id must not flood the terminal."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[:limit]}... ({size} characters)"

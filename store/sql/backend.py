@@ -39,7 +39,15 @@ class SqlThreadStore:
         self.codex_home = codex_home
         self.engine = engine or make_engine(url)
         self.default_provider = default_provider
-        migrate.ensure_current(self.engine, auto_upgrade=auto_upgrade, url_for_message=_safe(url))
+        try:
+            migrate.ensure_current(
+                self.engine, auto_upgrade=auto_upgrade, url_for_message=_safe(url)
+            )
+        except BaseException:
+            # A refused store must not leave pooled connections behind.
+            if engine is None:
+                self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -241,14 +249,21 @@ class SqlThreadStore:
         return path
 
     def export(self, thread_id: str) -> Iterator[bytes]:
-        """The original JSONL bytes of the thread's main rollout file, in chunks."""
-        path = self.main_file(thread_id)
-        with open_stream(path) as stream:
-            while True:
-                chunk = stream.read(CHUNK_SIZE)
-                if not chunk:
-                    return
-                yield chunk
+        """The original JSONL bytes of the thread's main rollout file, in chunks.
+
+        The id and the file are checked now, not at the first chunk, so a
+        caller learns of a bad id before it creates an output file.
+        """
+        return _chunks(self.main_file(thread_id))
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open_stream(path) as stream:
+        while True:
+            chunk = stream.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
 
     # -- pages of turns and items (thread/turns/list, thread/items/list) ---------------
 
