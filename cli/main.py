@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.serve import serve
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: upgrade, current, check.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("serve")(serve)
 
 err = Console(stderr=True)
 T = TypeVar("T")
