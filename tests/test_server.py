@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,3 +313,41 @@ def test_bad_listen_url_is_a_clear_error(served_sqlite: Served) -> None:
     assert proc.stdout == b""
     assert b"unsupported --listen 'tcp://x:1'" in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+# -- WebSocket ---------------------------------------------------------------------
+
+
+def test_websocket_transport(served: Served) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with StdioServer(served.args("--listen", "ws://127.0.0.1:0")) as srv:
+        log = srv.wait_stderr("listening on ws://")
+        url = re.search(r"listening on (ws://127\.0\.0\.1:\d+)", log)
+        assert url, log
+        ws_url = url.group(1)
+        with connect(ws_url) as ws:
+            ws.send(json.dumps({"id": 1, "method": "thread/list", "params": {}}))
+            assert json.loads(ws.recv(timeout=30))["error"]["message"] == "Not initialized"
+            init = {"clientInfo": {"name": "ws-client", "version": "1"}}
+            ws.send(json.dumps({"id": 2, "method": "initialize", "params": init}))
+            answer = json.loads(ws.recv(timeout=30))
+            INIT_RESPONSE.validate(answer["result"])
+            ws.send(json.dumps({"method": "initialized"}))
+            tid = served.thread_ids[0]
+            ws.send(json.dumps({"id": 3, "method": "thread/read", "params": {"threadId": tid}}))
+            read = json.loads(ws.recv(timeout=30))
+            _assert_wire(read)
+            assert read["result"]["thread"]["id"] == tid
+        http_url = ws_url.replace("ws://", "http://")
+        with urllib.request.urlopen(f"{http_url}/readyz", timeout=30) as resp:
+            assert resp.status == 200
+        # A browser page must not drive the local server (Codex refuses Origin too).
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url, origin="https://evil.example")  # type: ignore[arg-type]
+        assert refused.value.response.status_code == 403
+        assert srv.stdout_lines == [] and srv.no_more_output(0.1)  # nothing on stdout
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.wait() == 0
+        assert "Traceback" not in srv.stderr_text()

@@ -5,6 +5,7 @@ object with `handle(method, params) -> Reply`, so another program can serve
 its own store or its own API on its own streams:
 
     import asyncio
+import contextlib
     from store import open_store
     from store.server import serve_stdio, serve_stream, serve_websocket
 
@@ -21,6 +22,7 @@ which belong to the program (see `cli/serve.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -56,9 +58,18 @@ async def serve_stream(
     *,
     options: ServerOptions | None = None,
 ) -> None:
-    """Serve one client over an asyncio stream pair (newline-delimited JSON)."""
-    async with Server(as_handler(target), options) as server:
-        await server.serve_connection(stream_transport(reader, writer), "stream")
+    """Serve one client over an asyncio stream pair (newline-delimited JSON).
+
+    Returns when the client closes its side, after answering everything it
+    sent; the writer is closed then.
+    """
+    try:
+        async with Server(as_handler(target), options) as server:
+            await server.serve_connection(stream_transport(reader, writer), "stream")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
 
 
 async def serve_stdio(target: Any, *, options: ServerOptions | None = None) -> None:
