@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
+from cli.serve import serve
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
 from store.sql.listing import SOURCE_KINDS
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: upgrade, current, check.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("serve")(serve)
 
 err = Console(stderr=True)
 T = TypeVar("T")
