@@ -23,6 +23,7 @@ import pytest
 
 from store import open_store
 from tests.conftest import CORPUS, FIXTURES, copy_home
+from tests.helpers import EVERY_THREAD
 from tests.rpc_client import REPO, StdioServer, serve_env
 
 SCHEMA = FIXTURES / "schema"
@@ -48,9 +49,11 @@ class Served:
 
 def _import(url: str, tmp_path: Path) -> Served:
     home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
+    # As when the real answers were recorded: the corpus threads use provider "mock".
+    (home / "config.toml").write_text('model_provider = "mock"\n')
     with open_store(url, auto_upgrade=True, codex_home=home) as st:
         assert st.ingest([home]).errors == 0
-        ids = [t["id"] for t in st.list_threads(limit=100, archived=None)["data"]]
+        ids = [t["id"] for t in st.list_threads(limit=100, **EVERY_THREAD)["data"]]
     assert len(ids) == 9
     return Served(url, home, ids)
 
@@ -202,7 +205,8 @@ def _mixed_requests(ids: list[str], n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         if i % 3 == 0:
-            out.append({"id": i, "method": "thread/list", "params": {"limit": 5}})
+            params = {"limit": 5, "sourceKinds": ["vscode", "exec"]}
+            out.append({"id": i, "method": "thread/list", "params": params})
         else:
             tid = ids[i % len(ids)]
             out.append({"id": i, "method": "thread/read", "params": {"threadId": tid}})

@@ -25,6 +25,7 @@ from store.api.methods import ThreadApi
 from store.api.rpc import Notification, Reply
 from store.server import ServerOptions, serve_stream, serve_websocket
 from tests.conftest import CORPUS, copy_home
+from tests.helpers import EVERY_THREAD
 
 NOTE = "thread/name/updated"
 
@@ -60,7 +61,7 @@ def store(db_url: str, tmp_path: Path) -> Any:
 
 
 def _ids(store: Any) -> list[str]:
-    return [t["id"] for t in store.list_threads(limit=100, archived=None)["data"]]
+    return [t["id"] for t in store.list_threads(limit=100, **EVERY_THREAD)["data"]]
 
 
 class LineClient:

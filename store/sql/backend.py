@@ -81,9 +81,12 @@ class SqlThreadStore:
 
     def _thread_rows(self, where: Any, order: Any, limit: int | None) -> list[dict[str, Any]]:
         t = s.threads
+        # Not the large per-thread blobs (session_meta, reducer state): a page
+        # of threads needs only the columns of the wire `Thread`.
+        cols = [c for c in t.c if c.name not in ("meta", "reducer_state")]
         q = (
             select(
-                t,
+                *cols,
                 s.thread_names.c.name.label("_name"),
                 s.thread_overrides.c.git_sha.label("_o_git_sha"),
                 s.thread_overrides.c.git_branch.label("_o_git_branch"),
@@ -256,15 +259,6 @@ class SqlThreadStore:
         """
         return _chunks(self.main_file(thread_id))
 
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open_stream(path) as stream:
-        while True:
-            chunk = stream.read(CHUNK_SIZE)
-            if not chunk:
-                return
-            yield chunk
-
     # -- pages of turns and items (thread/turns/list, thread/items/list) ---------------
 
     def _visible_turns(self, conn: Any, tid: str) -> list[dict[str, Any]]:
@@ -435,6 +429,15 @@ def _chunks(path: Path) -> Iterator[bytes]:
             "sandbox": settings["sandbox"],
             "reasoningEffort": settings["reasoningEffort"] or thread["reasoningEffort"],
         }
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open_stream(path) as stream:
+        while True:
+            chunk = stream.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
 
 
 def _safe(url: str) -> str:
