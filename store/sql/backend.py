@@ -18,9 +18,12 @@ from store.ingest import IngestSummary, ProgressFn, ingest
 from store.rollout.framing import CHUNK_SIZE, DEFAULT_MAX_LINE_BYTES, open_stream
 from store.rollout.naming import validate_thread_id
 from store.rows import is_visible_turn
+from store.search import SearchFilters, SearchPage
+from store.search import api as search_api
+from store.search import schema as search_schema
 from store.sql import migrate
 from store.sql import schema as s
-from store.sql.engine import make_engine
+from store.sql.engine import make_engine, write_tx
 from store.wire import thread_json, turn_json
 
 DEFAULT_LIMIT = 25
@@ -245,6 +248,29 @@ class SqlThreadStore:
                 }
                 for r in conn.execute(q)
             ]
+
+    # -- search -------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        substring: bool = False,
+        filters: SearchFilters | None = None,
+        sort: str = "relevance",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Items matching `query` (word syntax, or a literal with `substring`)."""
+        return search_api.search(
+            self.engine, query, substring=substring, filters=filters, sort=sort,
+            limit=limit, cursor=cursor, default_provider=self.default_provider,
+        )
+
+    def reindex(self) -> None:
+        """Rebuild the search index from the stored items."""
+        with write_tx(self.engine) as conn:
+            search_schema.reindex(conn)
 
     # -- export -------------------------------------------------------------------
 
