@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.search import register as register_search
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
 
@@ -304,6 +305,9 @@ def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
             err.print(f"[red]drift:[/red] {exc}")
             raise typer.Exit(1) from None
         err.print("schema up to date, no drift")
+
+
+register_search(app, db_app, _store, _print_json)
 
 
 def run() -> None:

@@ -19,7 +19,9 @@ from store.sql.schema import metadata
 config = context.config
 
 
-def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     # The search index's tables, views and indexes are made by raw DDL.
     return not is_search_object(name)
 

@@ -115,17 +115,26 @@ def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
         weight = weight_value_case("i.item_type")
         if dialect == "postgresql":
             return Matcher(
-                "items i", "i.search_text ILIKE :pat", weight, {"pat": qp.like_pattern(needle)},
+                "items i",
+                "i.search_text ILIKE :srch_pat",
+                weight,
+                {"srch_pat": qp.like_pattern(needle)},
                 needle=needle,
             )
         if len(needle) >= TRIGRAM_MIN_CHARS:
             return Matcher(
                 "search_trigrams JOIN items i ON i.id = search_trigrams.rowid",
-                "search_trigrams MATCH :q", weight, {"q": qp.fts5_literal(needle)}, needle=needle,
+                "search_trigrams MATCH :srch_q",
+                weight,
+                {"srch_q": qp.fts5_literal(needle)},
+                needle=needle,
             )
         return Matcher(
-            "items i", "i.search_text LIKE :pat ESCAPE '\\'", weight,
-            {"pat": qp.like_pattern(needle)}, needle=needle,
+            "items i",
+            "i.search_text LIKE :srch_pat ESCAPE '\\'",
+            weight,
+            {"srch_pat": qp.like_pattern(needle)},
+            needle=needle,
         )
     words = qp.parse_words(query)
     if dialect == "postgresql":
@@ -133,16 +142,16 @@ def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
         arr = f"'{{{w['D']},{w['C']},{w['B']},{w['A']}}}'::float4[]"
         return Matcher(
             "search_words w JOIN items i ON i.id = w.id",
-            "w.tsv @@ to_tsquery('simple', :q)",
-            f"ts_rank({arr}, w.tsv, to_tsquery('simple', :q))::float8",
-            {"q": qp.tsquery(words)},
+            "w.tsv @@ to_tsquery('simple', :srch_q)",
+            f"ts_rank({arr}, w.tsv, to_tsquery('simple', :srch_q))::float8",
+            {"srch_q": qp.tsquery(words)},
             words=words,
         )
     return Matcher(
         "search_words JOIN items i ON i.id = search_words.rowid",
-        "search_words MATCH :q",
+        "search_words MATCH :srch_q",
         f"(-bm25(search_words) * {weight_value_case('i.item_type')})",
-        {"q": qp.fts5_query(words)},
+        {"srch_q": qp.fts5_query(words)},
         words=words,
     )
 
@@ -259,15 +268,25 @@ def search(
     return SearchPage(hits, next_cursor)
 
 
-def _hits(conn: Connection, m: Matcher, rows: list[tuple[int, float, int | None]]) -> list[SearchHit]:
+def _hits(
+    conn: Connection, m: Matcher, rows: list[tuple[int, float, int | None]]
+) -> list[SearchHit]:
     """Hits for the page's item ids: turn id, thread names, snippet and ranges."""
     if not rows:
         return []
     i, t, tu, nm = s.items, s.threads, s.turns, s.thread_names
     q = (
         select(
-            i.c.id, i.c.thread_id, i.c.item_id, i.c.item_type, i.c.position, i.c.search_text,
-            tu.c.turn_id, t.c.preview, t.c.cwd, nm.c.name,
+            i.c.id,
+            i.c.thread_id,
+            i.c.item_id,
+            i.c.item_type,
+            i.c.position,
+            i.c.search_text,
+            tu.c.turn_id,
+            t.c.preview,
+            t.c.cwd,
+            nm.c.name,
         )
         .join(t, t.c.id == i.c.thread_id)
         .outerjoin(tu, (tu.c.thread_id == i.c.thread_id) & (tu.c.position == i.c.turn_position))
@@ -283,10 +302,18 @@ def _hits(conn: Connection, m: Matcher, rows: list[tuple[int, float, int | None]
         snippet, ranges = make_snippet(r.search_text, m.ranges(r.search_text))
         out.append(
             SearchHit(
-                thread_id=r.thread_id, turn_id=r.turn_id, item_id=r.item_id,
-                item_type=r.item_type, score=score, snippet=snippet, matches=ranges,
-                item_position=r.position, time_ms=ts, thread_name=r.name,
-                thread_preview=r.preview, cwd=r.cwd,
+                thread_id=r.thread_id,
+                turn_id=r.turn_id,
+                item_id=r.item_id,
+                item_type=r.item_type,
+                score=score,
+                snippet=snippet,
+                matches=ranges,
+                item_position=r.position,
+                time_ms=ts,
+                thread_name=r.name,
+                thread_preview=r.preview,
+                cwd=r.cwd,
             )
         )
     return out

@@ -110,7 +110,7 @@ _SQLITE_REBUILD = [
 _PG_TSV = (
     "setweight(to_tsvector('simple'::regconfig, regexp_replace("
     f"left({{r}}.search_text, {WORD_INDEX_CHARS}), '[^[:alnum:]]+', ' ', 'g')), "
-    "{case}::\"char\")"
+    '{case}::"char")'
 )
 
 

@@ -23,7 +23,10 @@ Range = tuple[int, int]
 
 def word_matches(text: str, query: WordQuery) -> list[Range]:
     """Where the query's wanted terms occur (the indexed part of the text)."""
-    tokens = [(m.start(), m.end(), m.group().lower()) for m in WORD_RE.finditer(text[: WORD_INDEX_CHARS + 1000])]
+    tokens = [
+        (m.start(), m.end(), m.group().lower())
+        for m in WORD_RE.finditer(text[: WORD_INDEX_CHARS + 1000])
+    ]
     out: list[Range] = []
     terms = query.positive
     for i in range(len(tokens)):
@@ -45,7 +48,9 @@ def substring_matches(text: str, needle: str) -> list[Range]:
     return [(m.start(), m.end()) for m in re.finditer(re.escape(needle), text, re.IGNORECASE)]
 
 
-def make_snippet(text: str, matches: list[Range], width: int = SNIPPET_CHARS) -> tuple[str, list[Range]]:
+def make_snippet(
+    text: str, matches: list[Range], width: int = SNIPPET_CHARS
+) -> tuple[str, list[Range]]:
     """A one-line excerpt around the first match, and the match ranges inside it."""
     first = matches[0][0] if matches else 0
     start = max(0, first - CONTEXT_BEFORE)
@@ -64,9 +69,7 @@ def make_snippet(text: str, matches: list[Range], width: int = SNIPPET_CHARS) ->
     tail = ELLIPSIS if end < len(text) else ""
     shift = len(lead) - start
     ranges = [
-        (max(s, start) + shift, min(e, end) + shift)
-        for s, e in matches
-        if s < end and e > start
+        (max(s, start) + shift, min(e, end) + shift) for s, e in matches if s < end and e > start
     ]
     return lead + body + tail, ranges
 

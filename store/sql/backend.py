@@ -263,8 +263,14 @@ class SqlThreadStore:
     ) -> SearchPage:
         """Items matching `query` (word syntax, or a literal with `substring`)."""
         return search_api.search(
-            self.engine, query, substring=substring, filters=filters, sort=sort,
-            limit=limit, cursor=cursor, default_provider=self.default_provider,
+            self.engine,
+            query,
+            substring=substring,
+            filters=filters,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+            default_provider=self.default_provider,
         )
 
     def reindex(self) -> None:
