@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, and_, column, or_, select, text
@@ -44,14 +44,18 @@ def _b64(payload: Any) -> str:
     return base64.urlsafe_b64encode(codec.dumpb(payload)).decode("ascii").rstrip("=")
 
 
-def _unb64(cursor: str) -> dict[str, Any]:
+def _read_cursor(cursor: str, fp: str, *fields: tuple[str, type]) -> tuple[Any, ...]:
+    """The typed fields of a cursor made by this module for the same request."""
     try:
         data = codec.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, codec.JSONDecodeError):
         raise InvalidCursor(f"invalid cursor: {cursor[:80]!r}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or data.get("f") != fp:
+        raise InvalidCursor("this cursor belongs to another search (or is not a cursor)")
+    values = tuple(data.get(key) for key, _ in fields)
+    if not all(isinstance(v, t) for v, (_, t) in zip(values, fields, strict=True)):
         raise InvalidCursor(f"invalid cursor: {cursor[:80]!r}")
-    return data
+    return values
 
 
 def _term(params: dict[str, Any]) -> str:
@@ -117,12 +121,7 @@ def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[s
     t_id = s.threads.c.id
     cursor = params.get("cursor")
     if cursor:
-        data = _unb64(cursor)
-        if data.get("f") != fp:
-            raise InvalidCursor("this cursor belongs to another search")
-        value, tid = data.get("v"), data.get("id")
-        if not isinstance(value, int) or not isinstance(tid, str):
-            raise InvalidCursor(f"invalid cursor: {cursor[:80]!r}")
+        value, tid = _read_cursor(cursor, fp, ("v", int), ("id", str))
         if direction == "asc":
             conds.append(or_(col > value, and_(col == value, t_id > tid)))
         else:
@@ -151,26 +150,18 @@ def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[s
 
 
 def _thread_snippet(conn: Connection, thread_id: str, term: str) -> str:
-    """A snippet around the first occurrence of `term` in the thread (or its name)."""
-    for _type, body in _stream_items(conn, thread_id, None):
-        ranges = substring_matches(body, term)
-        if ranges:
-            return make_snippet(body, ranges)[0]
-    return ""
-
-
-def _stream_items(
-    conn: Connection, thread_id: str, types: tuple[str, ...] | None, from_position: int = 0
-) -> Iterator[tuple[str, str]]:
+    """A snippet around the first occurrence of `term` in the thread's items."""
     q = (
-        select(s.items.c.item_type, s.items.c.search_text)
-        .where(s.items.c.thread_id == thread_id, s.items.c.position >= from_position)
+        select(s.items.c.search_text)
+        .where(s.items.c.thread_id == thread_id)
         .order_by(s.items.c.position)
     )
-    if types:
-        q = q.where(s.items.c.item_type.in_(types))
-    for row in conn.execution_options(stream_results=True, yield_per=200).execute(q):
-        yield row[0], row[1]
+    with conn.execution_options(stream_results=True, yield_per=200).execute(q) as rows:
+        for (body,) in rows:
+            ranges = substring_matches(body, term)
+            if ranges:
+                return make_snippet(body, ranges)[0]
+    return ""  # only the thread's name matched
 
 
 def default_turn_cursor(thread_id: str, position: int, turn_id: str) -> str:
@@ -195,13 +186,7 @@ def search_occurrences_wire(
     start_pos, start_k = 0, 0
     cursor = params.get("cursor")
     if cursor:
-        data = _unb64(cursor)
-        if data.get("f") != fp:
-            raise InvalidCursor("this cursor belongs to another thread or search term")
-        pos, k = data.get("p"), data.get("k")
-        if not isinstance(pos, int) or not isinstance(k, int):
-            raise InvalidCursor(f"invalid cursor: {cursor[:80]!r}")
-        start_pos, start_k = pos, k
+        start_pos, start_k = _read_cursor(cursor, fp, ("p", int), ("k", int))
     out: list[dict[str, Any]] = []
     next_cursor = None
     with store.engine.connect() as conn:
@@ -222,30 +207,29 @@ def search_occurrences_wire(
             )
             .order_by(s.items.c.position)
         )
-        for pos, turn_pos, item_id, body in conn.execution_options(
-            stream_results=True, yield_per=200
-        ).execute(q):
-            turn_id = turns.get(turn_pos)
-            if turn_id is None:
-                continue
-            for k, r in enumerate(substring_matches(body, term)):
-                if pos == start_pos and k < start_k:
+        with conn.execution_options(stream_results=True, yield_per=200).execute(q) as rows:
+            for pos, turn_pos, item_id, body in rows:
+                turn_id = turns.get(turn_pos)
+                if turn_id is None:
                     continue
-                if len(out) == n:
-                    next_cursor = _b64({"f": fp, "p": pos, "k": k})
+                for k, r in enumerate(substring_matches(body, term)):
+                    if pos == start_pos and k < start_k:
+                        continue
+                    if len(out) == n:
+                        next_cursor = _b64({"f": fp, "p": pos, "k": k})
+                        break
+                    snippet, ranges = make_snippet(body, [r])
+                    out.append(
+                        {
+                            "itemId": item_id,
+                            "turnId": turn_id,
+                            "turnCursor": turn_cursor(tid, turn_pos, turn_id),
+                            "snippet": snippet,
+                            "snippetMatchRange": utf16_range(snippet, ranges[0]),
+                        }
+                    )
+                if next_cursor is not None:
                     break
-                snippet, ranges = make_snippet(body, [r])
-                out.append(
-                    {
-                        "itemId": item_id,
-                        "turnId": turn_id,
-                        "turnCursor": turn_cursor(tid, turn_pos, turn_id),
-                        "snippet": snippet,
-                        "snippetMatchRange": utf16_range(snippet, ranges[0]),
-                    }
-                )
-            if next_cursor is not None:
-                break
     return {"data": out, "nextCursor": next_cursor}
 
 
