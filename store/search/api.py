@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, select, text
 from store import codec
 from store.errors import InvalidCursor, InvalidInput
 from store.search import query as qp
-from store.search.schema import WEIGHTS, weight_case, weight_value_case
+from store.search.schema import WEIGHTS, weight_value_case
 from store.search.snippet import Range, make_snippet, substring_matches, word_matches
 from store.sql import schema as s
 
@@ -319,4 +319,4 @@ def _hits(
     return out
 
 
-__all__ = ["SearchFilters", "SearchHit", "SearchPage", "search", "weight_case"]
+__all__ = ["SearchFilters", "SearchHit", "SearchPage", "search"]
