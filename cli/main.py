@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
+from cli.search import register as register_search
 from cli.serve import serve
 from store import RolloutsError, SqlThreadStore, codec, open_store
 from store.config import codex_home, database_url
@@ -350,6 +351,9 @@ def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
             err.print(f"[red]drift:[/red] {exc}")
             raise typer.Exit(1) from None
         err.print("schema up to date, no drift")
+
+
+register_search(app, db_app, _store, _print_json)
 
 
 def run() -> None:

@@ -12,10 +12,18 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
+from store.search.schema import is_search_object
 from store.sql.engine import make_engine, normalize_url
 from store.sql.schema import metadata
 
 config = context.config
+
+
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    # The search index's tables, views and indexes are made by raw DDL.
+    return not is_search_object(name)
 
 
 def _configure(connection: Connection) -> None:
@@ -24,6 +32,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite can only ALTER through table copies
         compare_type=True,
+        include_object=_include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

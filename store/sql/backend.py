@@ -16,9 +16,12 @@ from store.ingest import IngestSummary, ProgressFn, ingest
 from store.rollout.framing import CHUNK_SIZE, DEFAULT_MAX_LINE_BYTES, open_stream
 from store.rollout.naming import validate_thread_id
 from store.rows import is_visible_turn
+from store.search import SearchFilters, SearchPage
+from store.search import api as search_api
+from store.search import schema as search_schema
 from store.sql import listing, migrate, mutations, pages
 from store.sql import schema as s
-from store.sql.engine import make_engine
+from store.sql.engine import make_engine, write_tx
 from store.sql.listing import ListQuery, clamp_limit
 from store.wire import thread_json, turn_json
 
@@ -229,6 +232,35 @@ class SqlThreadStore:
                 for r in conn.execute(q)
             ]
 
+    # -- search -------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        substring: bool = False,
+        filters: SearchFilters | None = None,
+        sort: str = "relevance",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Items matching `query` (word syntax, or a literal with `substring`)."""
+        return search_api.search(
+            self.engine,
+            query,
+            substring=substring,
+            filters=filters,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+            default_provider=self.default_provider,
+        )
+
+    def reindex(self) -> None:
+        """Rebuild the search index from the stored items."""
+        with write_tx(self.engine) as conn:
+            search_schema.reindex(conn)
+
     # -- export -------------------------------------------------------------------
 
     def main_file(self, thread_id: str) -> Path:
@@ -384,6 +416,23 @@ class SqlThreadStore:
             "data": data,
             "nextCursor": pages.encode_item_cursor(rows[-1][0], False) if more else None,
             "backwardsCursor": pages.encode_item_cursor(rows[0][0], True) if rows else None,
+        }
+
+    def extra_methods(self) -> dict[str, Any]:
+        """JSON-RPC methods this backend answers beyond the ThreadStore contract."""
+        from store.search.wire import search_occurrences_wire, search_threads_wire
+
+        def occurrences(params: dict[str, Any]) -> dict[str, Any]:
+            # Occurrence turn cursors open thread/turns/list at that turn (included).
+            return search_occurrences_wire(
+                self,
+                params,
+                turn_cursor=lambda _tid, _pos, turn_id: pages.encode_turn_cursor(turn_id, True),
+            )
+
+        return {
+            "thread/search": lambda params: search_threads_wire(self, params),
+            "thread/searchOccurrences": occurrences,
         }
 
     # -- writes (see store.sql.mutations) ------------------------------------------

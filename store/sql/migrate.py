@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 import migrations
 from store.errors import SchemaOutOfDate
@@ -31,20 +33,47 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A write connection for migrations.
+
+    On SQLite, foreign keys are switched off first: a batch migration copies a
+    table and drops the original, and with foreign keys on, that DROP would
+    cascade-delete every row referring to it (turns, items, files). The
+    PRAGMA only works outside a transaction, so it goes to the driver
+    connection before SQLAlchemy begins one; the result is checked with
+    `PRAGMA foreign_key_check` before the commit.
+    """
+    with engine.connect().execution_options(write=True) as conn:
+        raw = conn.connection.dbapi_connection if engine.dialect.name == "sqlite" else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield conn
+            if raw is not None:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    conn.rollback()
+                    raise SchemaOutOfDate(f"migration left broken references: {broken[:5]}")
+            conn.commit()
+        finally:
+            if raw is not None:
+                conn.rollback()
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = _config()
-    with engine.connect().execution_options(write=True) as conn:
+    with _migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
-        conn.commit()
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     cfg = _config()
-    with engine.connect().execution_options(write=True) as conn:
+    with _migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
-        conn.commit()
 
 
 def check(engine: Engine) -> None:
