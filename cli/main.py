@@ -307,6 +307,9 @@ def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
 
 
 def run() -> None:
+    from cli.archive import register
+
+    register(app)
     app()
 
 
