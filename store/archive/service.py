@@ -306,3 +306,14 @@ def delete_threads(
 def recover(store: HasEngine) -> list[str]:
     """Finish or roll back operations a crash interrupted."""
     return journal.recover(store.engine)
+
+
+def select_threads_all(store: HasEngine) -> list[str]:
+    """Every indexed thread id, oldest first (benchmarks, retention)."""
+    with store.engine.connect() as conn:
+        return [
+            str(r)
+            for r in conn.execute(
+                select(s.threads.c.id).order_by(s.threads.c.updated_at_ms, s.threads.c.id)
+            ).scalars()
+        ]
