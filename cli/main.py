@@ -357,6 +357,9 @@ register_search(app, db_app, _store, _print_json)
 
 
 def run() -> None:
+    from cli.archive import register
+
+    register(app)
     app()
 
 

@@ -12,6 +12,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
+import store.archive.tables  # noqa: F401  (registers the archive tables in `metadata`)
 from store.search.schema import is_search_object
 from store.sql.engine import make_engine, normalize_url
 from store.sql.schema import metadata

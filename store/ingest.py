@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from store import codec
+from store.archive.tables import vault as archive_vault
 from store.codex_home import RootScan, is_archived_rel, rel_path, scan_path
 from store.errors import InvalidInput
 from store.rollout.framing import (
@@ -655,6 +656,8 @@ def _remove_gone(engine: Engine, file_ids: list[int], summary: IngestSummary) ->
             )
             .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
             .where(s.rollout_files.c.id.in_(file_ids))
+            # A vaulted file has no file on disk on purpose: its bytes are in the database.
+            .where(s.rollout_files.c.id.not_in(select(archive_vault.c.file_id)))
         ).all()
         for fid, tid, rel, root in rows:
             if (Path(root) / rel).exists():

@@ -318,3 +318,30 @@ def test_resume_returns_history_and_settings(api: ThreadApi, home169: Path) -> N
     assert result["modelProvider"] == "mock"
     with pytest.raises(RpcError, match="no rollout found for thread id"):
         api.handle("thread/resume", {"threadId": "01a1fec0-0000-7000-8000-000000000000"})
+
+
+def test_archive_unarchive_delete_through_the_api(api: ThreadApi, home169: Path) -> None:
+    tid = "01a1fec0-5ca1-7410-822a-1f782eb76d7e"
+    everywhere = {"sourceKinds": ALL_SOURCES, "limit": 100}
+    reply = api.handle("thread/archive", {"threadId": tid})
+    assert reply.result == {}
+    assert [n.to_json() for n in reply.notifications] == [
+        {"method": "thread/archived", "params": {"threadId": tid}}
+    ]
+    archived = api.handle("thread/list", {**everywhere, "archived": True}).result["data"]
+    assert tid in {t["id"] for t in archived}
+    assert list((home169 / "archived_sessions").glob(f"*{tid}.jsonl"))
+    with pytest.raises(RpcError, match=f"no rollout found for thread id {tid}"):
+        api.handle("thread/archive", {"threadId": tid})
+    thread = api.handle("thread/unarchive", {"threadId": tid}).result["thread"]
+    assert thread["id"] == tid and "archived_sessions" not in thread["path"]
+    with pytest.raises(RpcError, match=f"no archived rollout found for thread id {tid}"):
+        api.handle("thread/unarchive", {"threadId": tid})
+    deleted = api.handle("thread/delete", {"threadId": tid})
+    assert [n.method for n in deleted.notifications] == ["thread/deleted"]
+    active = api.handle("thread/list", everywhere).result["data"]
+    assert tid not in {t["id"] for t in active}
+
+
+def test_search_methods_are_served(api: ThreadApi) -> None:
+    assert {"thread/search", "thread/searchOccurrences"} <= api.methods

@@ -450,6 +450,30 @@ class SqlThreadStore:
     def append_items(self, thread_id: str, items: list[Any]) -> int:
         return mutations.append_items(self, thread_id, items)
 
+    def archive(self, thread_id: str) -> list[str]:
+        """thread/archive: move the thread to archived_sessions/ (journaled); its id."""
+        from store.archive.service import archive_threads
+
+        tid = validate_thread_id(thread_id)
+        _single(archive_threads(self, [tid]), tid, {"already archived"}, "no rollout found")
+        return [tid]
+
+    def unarchive(self, thread_id: str) -> dict[str, Any]:
+        """thread/unarchive: move it back to sessions/YYYY/MM/DD/; the stored thread."""
+        from store.archive.service import unarchive_threads
+
+        tid = validate_thread_id(thread_id)
+        _single(unarchive_threads(self, [tid]), tid, {"not archived"}, "no archived rollout found")
+        return self.get_thread(tid)
+
+    def delete(self, thread_id: str) -> list[str]:
+        """thread/delete: move the thread to the trash (restorable until purged)."""
+        from store.archive.service import delete_threads
+
+        tid = validate_thread_id(thread_id)
+        _single(delete_threads(self, [tid]), tid, set(), "no rollout found")
+        return [tid]
+
     def fork(self, thread_id: str, *, last_turn_id: str | None = None) -> dict[str, Any]:
         """Fork a thread (up to and including `last_turn_id`); returns the new Thread."""
         return self.get_thread(
@@ -487,6 +511,15 @@ def _chunks(path: Path) -> Iterator[bytes]:
             if not chunk:
                 return
             yield chunk
+
+
+def _single(report: Any, tid: str, not_found: set[str], message: str) -> None:
+    """Turn one thread's skip in an archive report into Codex's error."""
+    for skip in report.skipped:
+        reason = str(skip.get("reason", ""))
+        if reason in not_found or reason.startswith("thread not found"):
+            raise NotFound(f"{message} for thread id {tid}")
+        raise Conflict(f"thread {tid}: {reason}")
 
 
 def _safe(url: str) -> str:

@@ -1,0 +1,229 @@
+"""`rollouts archive | unarchive | restore | delete | trash | retain | log | stats`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.main import DbOpt, HomeOpt, JsonOpt, _print_json, _store, err
+from store.archive import policy as pol
+from store.archive import service as svc
+from store.archive import trash as tr
+from store.archive.select import Filters, parse_duration_ms, parse_size, resolve_ids, select_threads
+from store.config import codex_home
+from store.errors import InvalidInput
+
+Ids = Annotated[list[str] | None, typer.Argument(help="Thread ids.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+trash_app = typer.Typer(help="Deleted threads: list, restore, purge.", no_args_is_help=True)
+
+
+def _print_report(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(out)
+        return
+    for line in out.get("recovered", []):
+        err.print(f"recovered: {line}", highlight=False)
+    for item in out["items"]:
+        print(f"{item['action']:10} {item['threadId']}  {item['path']}")
+    for skip in out["skipped"]:
+        err.print(f"skipped {skip['threadId']}: {skip['reason']}", highlight=False)
+    verb = "would change" if out["dryRun"] else "changed"
+    freed = out["bytesBefore"] - out["bytesAfter"]
+    err.print(
+        f"{verb} {out['threads']} threads: {out['bytesBefore']:,} → {out['bytesAfter']:,} "
+        f"bytes on disk ({freed:,} freed)"
+    )
+
+
+def _ids(st: Any, ids: list[str] | None, f: Filters) -> list[str]:
+    if ids:
+        return resolve_ids(ids)
+    if f.empty():
+        raise InvalidInput("name thread ids or give a filter (--older-than, --cwd, ...)")
+    return select_threads(st.engine, f)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the archive commands to the `rollouts` app."""
+    app.add_typer(trash_app, name="trash")
+
+    @app.command()
+    def archive(
+        ids: Ids = None,
+        older_than: Annotated[str | None, typer.Option(help="Not updated for e.g. 30d.")] = None,
+        cwd: Annotated[str | None, typer.Option(help="Project folder (and below).")] = None,
+        source: Annotated[str | None, typer.Option(help="cli, vscode, exec, ...")] = None,
+        provider: Annotated[str | None, typer.Option(help="Model provider.")] = None,
+        larger_than: Annotated[str | None, typer.Option(help="e.g. 100MB.")] = None,
+        search: Annotated[str | None, typer.Option("--search", "--name")] = None,
+        compress: Annotated[bool, typer.Option(help="Write .jsonl.zst (verified).")] = False,
+        vault: Annotated[bool, typer.Option(help="Move the bytes into the database.")] = False,
+        dry_run: DryRun = False,
+        db: DbOpt = None,
+        home: HomeOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Archive threads (Codex layout), optionally compressed or into the vault."""
+        with _store(db, home) as st:
+            f = Filters(
+                older_than_ms=parse_duration_ms(older_than) if older_than else None,
+                cwd=cwd,
+                source=source,
+                provider=provider,
+                larger_than=parse_size(larger_than) if larger_than else None,
+                search=search,
+                archived=None if (compress or vault) else False,
+            )
+            rep = svc.archive_threads(
+                st, _ids(st, ids, f), compress=compress, vault=vault, dry_run=dry_run
+            )
+        _print_report(rep.to_json(), as_json)
+
+    @app.command()
+    def unarchive(
+        ids: Ids = None,
+        dry_run: DryRun = False,
+        db: DbOpt = None,
+        home: HomeOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Move archived (or vaulted) threads back to sessions/YYYY/MM/DD/."""
+        with _store(db, home) as st:
+            rep = svc.unarchive_threads(st, _ids(st, ids, Filters()), dry_run=dry_run)
+        _print_report(rep.to_json(), as_json)
+
+    @app.command()
+    def restore(
+        ids: Ids = None,
+        dry_run: DryRun = False,
+        db: DbOpt = None,
+        home: HomeOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Write vaulted threads back to their files, byte for byte."""
+        with _store(db, home) as st:
+            rep = svc.restore_threads(st, _ids(st, ids, Filters()), dry_run=dry_run)
+        _print_report(rep.to_json(), as_json)
+
+    @app.command()
+    def delete(
+        ids: Ids = None,
+        grace: Annotated[str, typer.Option(help="Days in the trash before purge.")] = "30d",
+        dry_run: DryRun = False,
+        db: DbOpt = None,
+        home: HomeOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Move threads to the trash (restorable until purged)."""
+        with _store(db, home) as st:
+            rep = svc.delete_threads(
+                st, _ids(st, ids, Filters()), grace_ms=parse_duration_ms(grace), dry_run=dry_run
+            )
+        _print_report(rep.to_json(), as_json)
+
+    @app.command()
+    def retain(
+        keep_newest: Annotated[int | None, typer.Option(help="Keep N newest per cwd.")] = None,
+        archive_after: Annotated[str | None, typer.Option()] = None,
+        vault_after: Annotated[str | None, typer.Option()] = None,
+        purge_trash_after: Annotated[str | None, typer.Option()] = None,
+        config: Annotated[Path | None, typer.Option(help="Policy TOML ([retention]).")] = None,
+        dry_run: DryRun = False,
+        db: DbOpt = None,
+        home: HomeOpt = None,
+    ) -> None:
+        """Apply the retention policy (options override CODEX_HOME/rollouts-retention.toml)."""
+        with _store(db, home) as st:
+            p = pol.Policy.load(config or codex_home(home) / pol.POLICY_FILE)
+            if keep_newest is not None:
+                p.keep_newest = keep_newest
+            for name, val in (
+                ("archive_after_ms", archive_after),
+                ("vault_after_ms", vault_after),
+                ("purge_trash_after_ms", purge_trash_after),
+            ):
+                if val is not None:
+                    setattr(p, name, parse_duration_ms(val))
+            out = pol.retain(st, p, dry_run=dry_run)
+        _print_json(out)
+
+    @app.command("log")
+    def log_(
+        thread: Annotated[str | None, typer.Option(help="Only this thread.")] = None,
+        limit: Annotated[int, typer.Option()] = 100,
+        db: DbOpt = None,
+        home: HomeOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """The audit log of every move, vault, restore and delete."""
+        with _store(db, home) as st:
+            rows = pol.audit_log(st, thread_id=thread, limit=limit)
+        if as_json:
+            _print_json(rows)
+            return
+        for r in rows:
+            print(
+                f"{r['at']} {r['op']:9} {r['threadId']} {r['path']} "
+                f"{r['bytesBefore']}→{r['bytesAfter']}"
+            )
+
+    @app.command()
+    def stats(db: DbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+        """Storage by project, source, month and state; tokens by model and day."""
+        with _store(db, home) as st:
+            out = pol.stats(st)
+        if as_json:
+            _print_json(out)
+            return
+        for key in ("state", "source", "month", "project"):
+            print(f"== {key}")
+            for k, v in sorted(out[key].items(), key=lambda kv: -kv[1]["bytes"]):
+                print(f"  {v['bytes']:>14,}  {v['files']:>6} files  {k}")
+        print(f"== vault {out['vault']}")
+
+
+@trash_app.command("list")
+def trash_list(db: DbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Deleted threads waiting for purge."""
+    with _store(db, home) as st:
+        rows = tr.trash_list(st)
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        print(
+            f"{r['threadId']}  {r['size']:>12,}  purge after {r['purgeAfter']}  {r['title'][:60]}"
+        )
+
+
+@trash_app.command("restore")
+def trash_restore(
+    ids: Annotated[list[str], typer.Argument()],
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put deleted threads back and index them again."""
+    with _store(db, home) as st:
+        rep = tr.trash_restore(st, resolve_ids(ids))
+    _print_report(rep.to_json(), as_json)
+
+
+@trash_app.command("purge")
+def trash_purge(
+    ids: Ids = None,
+    all_: Annotated[bool, typer.Option("--all", help="Also those still in grace.")] = False,
+    dry_run: DryRun = False,
+    db: DbOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove trashed threads for good (default: those past their grace period)."""
+    with _store(db, home) as st:
+        rep = tr.trash_purge(
+            st, ids=resolve_ids(ids) if ids else None, expired_only=not all_, dry_run=dry_run
+        )
+    _print_report(rep.to_json(), as_json)

@@ -1,0 +1,1 @@
+"""The archive service: archive, compress, vault, retain, delete and restore threads."""

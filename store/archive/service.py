@@ -1,0 +1,319 @@
+"""Archive, unarchive, restore, delete and the trash: planning and reports.
+
+Each public function takes thread ids, first finishes whatever a crash left
+in the journal, then plans each thread (what moves where), checks that Codex
+is not writing it, and runs the plan through the journal. `dry_run` plans
+and reports without touching anything. Layout follows Codex: archived files
+live flat in `archived_sessions/`, unarchive puts them back under
+`sessions/YYYY/MM/DD/` from the timestamp in the file name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import zstandard
+from sqlalchemy import Engine, select
+
+from store.archive import fsops, journal
+from store.archive import tables as t
+from store.archive.journal import Plan, Step, now_ms
+from store.codex_home import ARCHIVED, SESSIONS
+from store.errors import Conflict, NotFound, RolloutsError
+from store.rollout.naming import parse_name
+from store.sql import schema as s
+
+TRASH = ".rollouts-trash"
+DEFAULT_GRACE_MS = 30 * 86400 * 1000
+
+
+class HasEngine(Protocol):
+    engine: Engine
+
+
+@dataclass
+class Report:
+    """What an operation did (or, with dry_run, would do)."""
+
+    dry_run: bool = False
+    threads: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    items: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dryRun": self.dry_run,
+            "threads": self.threads,
+            "bytesBefore": self.bytes_before,
+            "bytesAfter": self.bytes_after,
+            "items": self.items,
+            "skipped": self.skipped,
+            "recovered": self.recovered,
+        }
+
+
+@dataclass
+class FileRow:
+    id: int
+    rel: str
+    size: int
+    mtime_ns: int
+    compressed: bool
+    blob_id: int | None  # set when the bytes are in the vault
+    vault_mtime_ns: int
+
+
+def _thread(engine: Engine, tid: str) -> tuple[dict[str, Any], Path, int, list[FileRow]]:
+    with engine.connect() as conn:
+        row = conn.execute(select(s.threads).where(s.threads.c.id == tid)).mappings().first()
+        if row is None:
+            raise NotFound(f"thread not found: {tid}")
+        files = conn.execute(
+            select(
+                s.rollout_files.c.id,
+                s.rollout_files.c.rel_path,
+                s.rollout_files.c.size,
+                s.rollout_files.c.mtime_ns,
+                s.rollout_files.c.compressed,
+                s.rollout_files.c.root_id,
+                s.roots.c.path,
+                t.vault.c.blob_id,
+                t.vault.c.mtime_ns,
+            )
+            .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
+            .outerjoin(t.vault, t.vault.c.file_id == s.rollout_files.c.id)
+            .where(s.rollout_files.c.thread_id == tid)
+            .order_by(s.rollout_files.c.rel_path)
+        ).all()
+    if not files:
+        raise NotFound(f"thread {tid} has no rollout file")
+    root, root_id = Path(files[0][6]), int(files[0][5])
+    rows = [
+        FileRow(int(f[0]), str(f[1]), int(f[2]), int(f[3]), bool(f[4]), f[7], int(f[8] or 0))
+        for f in files
+    ]
+    for f in rows:
+        if not f.rel.startswith((SESSIONS + "/", ARCHIVED + "/")):
+            raise Conflict(f"thread {tid} is not inside a CODEX_HOME ({root / f.rel})")
+    return dict(row), root, root_id, rows
+
+
+def _plain(name: str) -> str:
+    return name[: -len(".zst")] if name.endswith(".zst") else name
+
+
+def _active_rel(rel: str) -> str:
+    """sessions/YYYY/MM/DD/<name> from the timestamp in the file name (as Codex does)."""
+    name = Path(rel).name
+    ts = parse_name(name).timestamp
+    if ts is None:
+        raise Conflict(f"rollout path {rel!r} missing filename timestamp")
+    return f"{SESSIONS}/{ts[0:4]}/{ts[5:7]}/{ts[8:10]}/{name}"
+
+
+def _check_idle(root: Path, f: FileRow) -> None:
+    reason = fsops.busy_reason(root / f.rel, f.size, f.mtime_ns)
+    if reason is not None:
+        raise Conflict(reason)
+
+
+def _plan_archive(
+    engine: Engine, tid: str, *, compress: bool, vault: bool
+) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(engine, tid)
+    if any(f.blob_id is not None for f in files):
+        raise Conflict("already vaulted")
+    steps = []
+    for f in files:
+        name = Path(f.rel).name
+        if vault:
+            sha, _ = fsops.content_hash(root / f.rel)
+            steps.append(
+                Step("vault", f.id, f.rel, f"{ARCHIVED}/{_plain(name)}", f.size, f.mtime_ns, sha)
+            )
+        elif compress and not f.compressed:
+            sha, _ = fsops.content_hash(root / f.rel)
+            steps.append(
+                Step("compress", f.id, f.rel, f"{ARCHIVED}/{name}.zst", f.size, f.mtime_ns, sha)
+            )
+        elif not f.rel.startswith(ARCHIVED + "/"):
+            steps.append(Step("move", f.id, f.rel, f"{ARCHIVED}/{name}", f.size, f.mtime_ns))
+    if not steps:
+        raise Conflict("already archived")
+    for f in files:
+        _check_idle(root, f)
+    return Plan("archive", tid, str(root), root_id, steps), row
+
+
+def _plan_unarchive(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(engine, tid)
+    if not row["archived"]:
+        raise Conflict("not archived")
+    steps = []
+    for f in files:
+        if f.blob_id is not None:
+            dst = _active_rel(_plain(f.rel))
+            steps.append(Step("unvault", f.id, "", dst, 0, 0, blob_id=f.blob_id))
+        else:
+            _check_idle(root, f)
+            steps.append(Step("move", f.id, f.rel, _active_rel(f.rel), f.size, f.mtime_ns))
+    return Plan("unarchive", tid, str(root), root_id, steps), row
+
+
+def _plan_restore(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(engine, tid)
+    steps = [
+        Step("unvault", f.id, "", f.rel, 0, f.vault_mtime_ns, blob_id=f.blob_id)
+        for f in files
+        if f.blob_id is not None
+    ]
+    if not steps:
+        raise Conflict("not vaulted (nothing to restore)")
+    return Plan("restore", tid, str(root), root_id, steps), row
+
+
+def _plan_delete(engine: Engine, tid: str, grace_ms: int) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(engine, tid)
+    stamp = now_ms()
+    steps = []
+    for f in files:
+        if f.blob_id is not None:
+            steps.append(
+                Step("trash_vault", f.id, f.rel, "", f.size, f.vault_mtime_ns, blob_id=f.blob_id)
+            )
+        else:
+            _check_idle(root, f)
+            dst = f"{TRASH}/{tid}-{stamp}/{Path(f.rel).name}"
+            steps.append(Step("trash", f.id, f.rel, dst, f.size, f.mtime_ns))
+    title = row.get("preview") or ""
+    extra = {"grace_ms": grace_ms, "title": title, "cwd": row.get("cwd") or ""}
+    return Plan("delete", tid, str(root), root_id, steps, extra), row
+
+
+def _estimate_after(root: Path, st: Step) -> int:
+    """Bytes on disk after a step (compressing to a counter for --compress)."""
+    if st.mode in ("vault", "trash", "trash_vault"):
+        return 0
+    if st.mode == "compress":
+        cobj = zstandard.ZstdCompressor(level=fsops.ZSTD_LEVEL).compressobj()
+        n = sum(len(cobj.compress(c)) for c in fsops.read_chunks(root / st.src))
+        return n + len(cobj.flush())
+    if st.mode == "unvault":
+        return st.size
+    return st.size
+
+
+def _run_many(
+    store: HasEngine, ids: list[str], planner: Any, *, dry_run: bool, action: str
+) -> Report:
+    engine = store.engine
+    report = Report(dry_run=dry_run)
+    if not dry_run:
+        report.recovered = journal.recover(engine)
+    for tid in ids:
+        try:
+            plan, _row = planner(engine, tid)
+        except RolloutsError as exc:
+            report.skipped.append({"threadId": tid, "reason": str(exc)})
+            continue
+        root = Path(plan.root)
+        before = sum(st.size for st in plan.steps if st.mode != "unvault")
+        if dry_run:
+            after = sum(_estimate_after(root, st) for st in plan.steps)
+        else:
+            try:
+                entry = journal.begin(engine, plan)
+                journal.run(engine, entry, plan)
+            except (RolloutsError, OSError) as exc:
+                report.skipped.append({"threadId": tid, "reason": str(exc)})
+                continue
+            after = sum(
+                (root / st.dst).stat().st_size
+                for st in plan.steps
+                if st.dst and st.mode not in ("trash",) and (root / st.dst).exists()
+            )
+        report.threads += 1
+        report.bytes_before += before
+        report.bytes_after += after
+        for st in plan.steps:
+            report.items.append(
+                {
+                    "threadId": tid,
+                    "action": _action(action, st),
+                    "path": str(root / (st.dst or st.src)),
+                    "from": str(root / st.src) if st.src else None,
+                }
+            )
+    return report
+
+
+def _action(op: str, st: Step) -> str:
+    return {
+        "move": op,
+        "compress": "compress",
+        "vault": "vault",
+        "unvault": "restore" if op == "restore" else "unarchive",
+        "trash": "trash",
+        "trash_vault": "trash",
+    }.get(st.mode, op)
+
+
+# -- public API ---------------------------------------------------------------------------
+
+
+def archive_threads(
+    store: HasEngine,
+    ids: list[str],
+    *,
+    compress: bool = False,
+    vault: bool = False,
+    dry_run: bool = False,
+) -> Report:
+    """Move threads to archived_sessions/ (optionally as .jsonl.zst, or into the vault)."""
+
+    def planner(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
+        return _plan_archive(engine, tid, compress=compress, vault=vault)
+
+    return _run_many(store, ids, planner, dry_run=dry_run, action="archive")
+
+
+def unarchive_threads(store: HasEngine, ids: list[str], *, dry_run: bool = False) -> Report:
+    """Put archived (or vaulted) threads back under sessions/YYYY/MM/DD/."""
+    return _run_many(store, ids, _plan_unarchive, dry_run=dry_run, action="unarchive")
+
+
+def restore_threads(store: HasEngine, ids: list[str], *, dry_run: bool = False) -> Report:
+    """Write vaulted threads back to their files, byte for byte (sha256 checked)."""
+    return _run_many(store, ids, _plan_restore, dry_run=dry_run, action="restore")
+
+
+def delete_threads(
+    store: HasEngine, ids: list[str], *, grace_ms: int = DEFAULT_GRACE_MS, dry_run: bool = False
+) -> Report:
+    """Move threads to the trash (CODEX_HOME/.rollouts-trash or the vault), never silently."""
+
+    def planner(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
+        return _plan_delete(engine, tid, grace_ms)
+
+    return _run_many(store, ids, planner, dry_run=dry_run, action="delete")
+
+
+def recover(store: HasEngine) -> list[str]:
+    """Finish or roll back operations a crash interrupted."""
+    return journal.recover(store.engine)
+
+
+def select_threads_all(store: HasEngine) -> list[str]:
+    """Every indexed thread id, oldest first (benchmarks, retention)."""
+    with store.engine.connect() as conn:
+        return [
+            str(r)
+            for r in conn.execute(
+                select(s.threads.c.id).order_by(s.threads.c.updated_at_ms, s.threads.c.id)
+            ).scalars()
+        ]

@@ -1,0 +1,207 @@
+"""The vault: rollout content inside the database, chunked, deduplicated, zstd.
+
+A multi-GB rollout never sits in memory: it is split into content-defined
+chunks (store.archive.chunking), uploaded in small write transactions, and
+read back chunk by chunk. Chunks are keyed by the sha256 of their raw bytes,
+so repeated content is stored once, across all files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import zstandard
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
+
+from store.archive import chunking
+from store.archive import tables as t
+from store.errors import Conflict
+from store.sql.engine import write_tx
+
+UPLOAD_BATCH_BYTES = 8 << 20
+READ_BATCH = 32
+ZSTD_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Blob:
+    id: int
+    sha256: str
+    size: int
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_blob(conn: Connection) -> int:
+    """An empty, incomplete blob (to be filled by `upload`)."""
+    res = conn.execute(insert(t.blobs).values(size=0, complete=False, created_at_ms=_now_ms()))
+    pk = res.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+def upload(engine: Engine, blob_id: int, stream: BinaryIO) -> Blob:
+    """Fill `blob_id` with the content of `stream`; checks and returns the blob.
+
+    When a complete blob with the same content already exists, the new one is
+    dropped and the existing one returned (whole-file deduplication).
+    """
+    h = hashlib.sha256()
+    size = 0
+    seq = 0
+    batch: list[bytes] = []
+    batch_bytes = 0
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    for piece in chunking.split(stream):
+        h.update(piece)
+        size += len(piece)
+        batch.append(piece)
+        batch_bytes += len(piece)
+        if batch_bytes >= UPLOAD_BATCH_BYTES:
+            seq = _store_batch(engine, blob_id, seq, batch, cctx)
+            batch, batch_bytes = [], 0
+    if batch:
+        seq = _store_batch(engine, blob_id, seq, batch, cctx)
+    sha = h.hexdigest()
+    got_sha, got_size = verify(engine, blob_id)
+    if (got_sha, got_size) != (sha, size):
+        raise Conflict(f"vault check failed for blob {blob_id}: read back differs from the file")
+    with write_tx(engine) as conn:
+        twin = conn.execute(
+            select(t.blobs.c.id).where(
+                t.blobs.c.sha256 == sha, t.blobs.c.complete.is_(True), t.blobs.c.id != blob_id
+            )
+        ).first()
+        if twin is not None:
+            drop_blob(conn, blob_id)
+            return Blob(int(twin[0]), sha, size)
+        conn.execute(
+            update(t.blobs)
+            .where(t.blobs.c.id == blob_id)
+            .values(sha256=sha, size=size, complete=True)
+        )
+    return Blob(blob_id, sha, size)
+
+
+def _store_batch(
+    engine: Engine, blob_id: int, seq: int, batch: list[bytes], cctx: zstandard.ZstdCompressor
+) -> int:
+    hashes = [hashlib.sha256(p).hexdigest() for p in batch]
+    with write_tx(engine) as conn:
+        present = set(
+            conn.execute(select(t.chunks.c.hash).where(t.chunks.c.hash.in_(set(hashes)))).scalars()
+        )
+        new: dict[str, dict[str, object]] = {}
+        for hx, piece in zip(hashes, batch, strict=True):
+            if hx not in present and hx not in new:
+                new[hx] = {"hash": hx, "raw_len": len(piece), "data": cctx.compress(piece)}
+        if new:
+            conn.execute(insert(t.chunks), list(new.values()))
+        conn.execute(
+            insert(t.blob_chunks),
+            [{"blob_id": blob_id, "seq": seq + i, "chunk_hash": hx} for i, hx in enumerate(hashes)],
+        )
+    return seq + len(batch)
+
+
+def read(engine: Engine, blob_id: int) -> Iterator[bytes]:
+    """The raw content of a blob, chunk by chunk (a few chunks in memory at most)."""
+    dctx = zstandard.ZstdDecompressor()
+    seq = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(t.blob_chunks.c.seq, t.chunks.c.data, t.chunks.c.raw_len)
+                .join(t.chunks, t.chunks.c.hash == t.blob_chunks.c.chunk_hash)
+                .where(t.blob_chunks.c.blob_id == blob_id, t.blob_chunks.c.seq >= seq)
+                .order_by(t.blob_chunks.c.seq)
+                .limit(READ_BATCH)
+            ).all()
+        if not rows:
+            return
+        for row_seq, data, raw_len in rows:
+            if row_seq != seq:
+                raise Conflict(f"vault blob {blob_id} is missing chunk {seq}")
+            yield dctx.decompress(bytes(data), max_output_size=raw_len)
+            seq += 1
+
+
+def verify(engine: Engine, blob_id: int) -> tuple[str, int]:
+    """(sha256, size) of the blob as read back from the database."""
+    h = hashlib.sha256()
+    size = 0
+    for piece in read(engine, blob_id):
+        h.update(piece)
+        size += len(piece)
+    return h.hexdigest(), size
+
+
+def get(conn: Connection, blob_id: int) -> Blob | None:
+    row = conn.execute(
+        select(t.blobs.c.sha256, t.blobs.c.size).where(
+            t.blobs.c.id == blob_id, t.blobs.c.complete.is_(True)
+        )
+    ).first()
+    return None if row is None else Blob(blob_id, str(row[0]), int(row[1]))
+
+
+def is_referenced(conn: Connection, blob_id: int) -> bool:
+    in_vault = conn.execute(select(exists().where(t.vault.c.blob_id == blob_id))).scalar()
+    in_trash = conn.execute(select(exists().where(t.trash.c.blob_id == blob_id))).scalar()
+    return bool(in_vault or in_trash)
+
+
+def release(conn: Connection, blob_id: int) -> None:
+    """Drop the blob if nothing refers to it any more (inside a write transaction)."""
+    if not is_referenced(conn, blob_id):
+        drop_blob(conn, blob_id)
+
+
+def drop_blob(conn: Connection, blob_id: int) -> None:
+    """Delete a blob and every chunk no other blob uses."""
+    last = -1
+    while True:
+        rows = conn.execute(
+            select(t.blob_chunks.c.seq, t.blob_chunks.c.chunk_hash)
+            .where(t.blob_chunks.c.blob_id == blob_id, t.blob_chunks.c.seq > last)
+            .order_by(t.blob_chunks.c.seq)
+            .limit(500)
+        ).all()
+        if not rows:
+            break
+        last = rows[-1][0]
+        hashes = {r[1] for r in rows}
+        conn.execute(
+            delete(t.blob_chunks).where(
+                t.blob_chunks.c.blob_id == blob_id, t.blob_chunks.c.seq <= last
+            )
+        )
+        still = set(
+            conn.execute(
+                select(t.blob_chunks.c.chunk_hash).where(t.blob_chunks.c.chunk_hash.in_(hashes))
+            ).scalars()
+        )
+        gone = hashes - still
+        if gone:
+            conn.execute(delete(t.chunks).where(t.chunks.c.hash.in_(gone)))
+    conn.execute(delete(t.blobs).where(t.blobs.c.id == blob_id))
+
+
+def totals(conn: Connection) -> dict[str, int]:
+    """Logical bytes in complete blobs vs raw and stored bytes of the chunks."""
+    logical = conn.execute(
+        select(func.coalesce(func.sum(t.blobs.c.size), 0)).where(t.blobs.c.complete.is_(True))
+    ).scalar_one()
+    unique_raw, stored = conn.execute(
+        select(
+            func.coalesce(func.sum(t.chunks.c.raw_len), 0),
+            func.coalesce(func.sum(func.length(t.chunks.c.data)), 0),
+        )
+    ).one()
+    return {"logical": int(logical), "uniqueRaw": int(unique_raw), "stored": int(stored)}

@@ -1,0 +1,164 @@
+"""Archive service on real corpora: every byte and place survives each round trip."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from store import open_store
+from store.archive.service import (
+    archive_threads,
+    delete_threads,
+    restore_threads,
+    unarchive_threads,
+)
+from store.archive.trash import trash_list, trash_purge, trash_restore
+from store.rollout.framing import open_stream
+from tests.conftest import CORPUS, copy_home
+from tests.helpers import rollout_files
+
+
+def content_sha(path: Path) -> str:
+    with open_stream(path) as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def snapshot(home: Path) -> dict[str, tuple[str, str]]:
+    """rel path (without .zst) -> (sha256 of the content, rel folder)."""
+    out = {}
+    for p in rollout_files(home):
+        name = p.name.removesuffix(".zst")
+        out[name] = (content_sha(p), p.parent.relative_to(home).as_posix())
+    return out
+
+
+def folders_agree(st, home: Path) -> None:
+    """thread/list archived true/false matches the files on disk (vaulted: no file)."""
+    on_disk = {}
+    for p in rollout_files(home):
+        on_disk[p.name] = p.relative_to(home).parts[0]
+    for archived in (False, True):
+        cursor = None
+        while True:
+            page = st.list_threads(archived=archived, cursor=cursor, limit=100)
+            for th in page["data"]:
+                if th["path"] is None or not Path(th["path"]).exists():
+                    continue
+                assert on_disk[Path(th["path"]).name] == (
+                    "archived_sessions" if archived else "sessions"
+                ), th["path"]
+            cursor = page["nextCursor"]
+            if not cursor:
+                break
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
+
+
+def active_ids(st) -> list[str]:
+    return [t["id"] for t in st.list_threads(archived=False, limit=100)["data"]]
+
+
+def test_archive_unarchive_round_trip(db_url: str, home: Path) -> None:
+    before = snapshot(home)
+    with open_store(db_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        ids = active_ids(st)
+        assert ids
+        rep = archive_threads(st, ids, dry_run=True)
+        assert rep.threads == len(ids) and snapshot(home) == before
+        rep = archive_threads(st, ids)
+        assert rep.threads == len(ids), rep.skipped
+        for item in rep.items:
+            assert "/archived_sessions/" in item["path"] and Path(item["path"]).exists()
+        folders_agree(st, home)
+        assert not st.list_threads(archived=False)["data"] or all(
+            t["id"] not in ids for t in st.list_threads(archived=False)["data"]
+        )
+        again = st.ingest([home])
+        assert again.threads == 0 and again.removed == 0
+        rep = unarchive_threads(st, ids)
+        assert rep.threads == len(ids), rep.skipped
+        folders_agree(st, home)
+    after = snapshot(home)
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    for name, (_sha, folder) in before.items():
+        if folder.startswith("sessions"):
+            assert after[name][1] == folder
+
+
+def test_compress_vault_restore_reproduce_bytes(db_url: str, home: Path) -> None:
+    before = snapshot(home)
+    with open_store(db_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        ids = active_ids(st)
+        half = ids[: len(ids) // 2]
+        rest = ids[len(ids) // 2 :]
+        rep = archive_threads(st, half, compress=True)
+        assert rep.threads == len(half), rep.skipped
+        assert all(i["path"].endswith(".jsonl.zst") for i in rep.items)
+        assert rep.bytes_after < rep.bytes_before
+        rep = archive_threads(st, rest, vault=True)
+        assert rep.threads == len(rest), rep.skipped
+        assert rep.bytes_after == 0
+        for item in rep.items:
+            assert not Path(item["path"]).exists()
+        assert st.ingest([home]).removed == 0  # vaulted threads stay listed
+        listed = {t["id"] for t in st.list_threads(archived=True, limit=100)["data"]}
+        assert set(rest) <= listed
+        # the exported bytes of a compressed thread equal the original
+        tid = half[0]
+        path = st.main_file(tid)
+        assert (
+            hashlib.sha256(b"".join(st.export(tid))).hexdigest()
+            == before[path.name.removesuffix(".zst")][0]
+        )
+        rep = restore_threads(st, rest)
+        assert rep.threads == len(rest), rep.skipped
+        unarchive_threads(st, half)
+    after = snapshot(home)
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+
+
+def test_delete_trash_restore_and_purge(db_url: str, home: Path) -> None:
+    before = snapshot(home)
+    with open_store(db_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        ids = active_ids(st)
+        n = st.counts()["threads"]
+        archive_threads(st, ids[:1], vault=True)
+        rep = delete_threads(st, ids[:3])
+        assert rep.threads == 3, rep.skipped
+        assert st.counts()["threads"] == n - 3
+        listed = {t["threadId"] for t in trash_list(st)}
+        assert listed == set(ids[:3])
+        assert st.ingest([home]).threads == 0  # the trash is not indexed
+        rep = trash_purge(st)  # nothing expired yet
+        assert rep.threads == 0
+        rep = trash_restore(st, ids[:2])
+        assert rep.threads == 2, rep.skipped
+        assert st.counts()["threads"] == n - 1
+        rep = trash_purge(st, ids=[ids[2]])
+        assert rep.threads == 1
+        assert trash_list(st) == []
+    after = snapshot(home)
+    gone = {k for k in before if k not in after}
+    assert len(gone) == 1
+    for k in after:
+        assert after[k][0] == before[k][0]
+
+
+def test_busy_file_is_skipped(db_url: str, home: Path) -> None:
+    with open_store(db_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        tid = active_ids(st)[0]
+        path = st.main_file(tid)
+        with open(path, "ab") as fh:
+            fh.write(b'{"timestamp":"2026-01-01T00:00:00.000Z","type":"event_msg"')
+        rep = archive_threads(st, [tid], vault=True)
+        assert rep.threads == 0 and "changed since it was indexed" in rep.skipped[0]["reason"]
+        assert path.exists()

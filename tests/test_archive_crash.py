@@ -1,0 +1,87 @@
+"""SIGKILL at each step of archive, vault, restore and delete; a re-run recovers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from store import open_store
+from store.archive import tables as t
+from store.archive import vault
+from tests.conftest import CORPUS, copy_home
+from tests.test_archive import content_sha, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = [
+    (["archive"], "archive:intent"),
+    (["archive"], "archive:step"),
+    (["archive", "--compress"], "compress:written"),
+    (["archive", "--compress"], "compress:renamed"),
+    (["archive", "--compress"], "archive:before-commit"),
+    (["archive", "--vault"], "vault:uploaded"),
+    (["archive", "--vault"], "vault:committed"),
+    (["archive", "--vault"], "archive:files"),
+    (["archive", "--vault"], "archive:before-commit"),
+    (["delete"], "delete:step"),
+    (["delete"], "delete:before-commit"),
+]
+
+
+def cli(
+    home: Path, db: str, *args: str, crash: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CODEX_HOME": str(home), "ROLLOUTS_DB": db}
+    env.pop("ROLLOUTS_CRASH_AT", None)
+    if crash:
+        env["ROLLOUTS_CRASH_AT"] = crash
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def recoverable(st, home: Path) -> set[str]:
+    """sha256 of every content the store can still give back: files, vault, trash."""
+    shas = {content_sha(p) for p in home.rglob("rollout-*.jsonl*") if ".rollouts-tmp" not in p.name}
+    with st.engine.connect() as conn:
+        blob_ids = list(conn.execute(t.blobs.select().with_only_columns(t.blobs.c.id)).scalars())
+    for b in blob_ids:
+        h = hashlib.sha256()
+        for piece in vault.read(st.engine, b):
+            h.update(piece)
+        shas.add(h.hexdigest())
+    return shas
+
+
+@pytest.mark.parametrize(("args", "point"), CASES, ids=[c[1] + "-" + c[0][-1] for c in CASES])
+def test_kill_and_rerun(db_url: str, tmp_path: Path, args: list[str], point: str) -> None:
+    home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
+    before = snapshot(home)
+    with open_store(db_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        tid = st.list_threads(archived=False, limit=1)["data"][0]["id"]
+    killed = cli(home, db_url, *args, tid, crash=point)
+    assert killed.returncode == -9, killed.stderr
+    again = cli(home, db_url, *args, tid, "--json")
+    assert again.returncode in (0,), again.stderr
+    with open_store(db_url) as st:
+        with st.engine.connect() as conn:
+            states = list(
+                conn.execute(t.journal.select().with_only_columns(t.journal.c.state)).scalars()
+            )
+        assert "open" not in states
+        assert {sha for sha, _ in before.values()} <= recoverable(st, home)
+        assert not list(home.rglob("*.rollouts-tmp"))
+        n = st.counts()["threads"]
+        summary = st.ingest([home])
+        assert summary.removed == 0 and summary.threads == 0, summary.to_json()
+        assert st.counts()["threads"] == n
