@@ -699,12 +699,14 @@ def ingest(
             name = parse_name(path.name)
             if name.rollout_id:
                 resolve.setdefault(name.rollout_id, str(path))
-    partial = [root_id for scan, root_id, _, _ in plans if not scan.complete]
+    all_jobs = [j for _, _, jobs, _ in plans for j in jobs]
+    partial = [
+        rid for scan, rid, jobs, _ in plans if not scan.complete and any(not j.append for j in jobs)
+    ]
     if partial:
-        # A fork read from a partial scan may need a parent the scan did not list.
+        # A fork read in full from a partial scan may need a parent the scan did not list.
         for rollout_id, stored_path in _stored_rollouts(engine, partial):
             resolve.setdefault(rollout_id, stored_path)
-    all_jobs = [j for _, _, jobs, _ in plans for j in jobs]
     total = sum(j.live.size for j in all_jobs)
     done = 0
     pending: list[tuple[Job, ThreadRows]] = []
@@ -765,7 +767,7 @@ def _stored_rollouts(engine: Engine, root_ids: list[int]) -> Iterator[tuple[str,
             .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
             .where(s.rollout_files.c.root_id.in_(root_ids))
         ):
-            yield rollout_id, str(Path(root) / rel)
+            yield rollout_id, f"{root}/{rel}"
 
 
 def _redo(

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,35 @@ def watch(
     the error is raised.
     """
     root = resolve_home(home)
+    with _sqlite_kept_open(engine):
+        _follow(engine, root, stop, poll, poll_interval, on_batch, on_error)
+
+
+@contextmanager
+def _sqlite_kept_open(engine: Engine) -> Iterator[None]:
+    """Hold one idle SQLite connection for the life of the watch.
+
+    The SQLite engine opens a connection per operation; when the last one
+    closes, SQLite checkpoints and removes the WAL, which costs more than a
+    whole watch round. An idle connection (no transaction, so no read lock)
+    keeps the WAL in place; commits still checkpoint it as usual.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with engine.connect():
+        yield
+
+
+def _follow(
+    engine: Engine,
+    root: Path,
+    stop: threading.Event,
+    poll: bool,
+    poll_interval: float,
+    on_batch: BatchFn | None,
+    on_error: ErrorFn | None,
+) -> None:
     changes = _poll_changes(root, stop, poll_interval) if poll else _notify_changes(root, stop)
     started = False  # the start-up ingest of the whole home has run
     pending: set[Path] = set()

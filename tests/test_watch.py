@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 import zstandard
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from store import SqlThreadStore, open_store
 from store.sql import schema as s
+from store.sql.engine import make_engine
 from store.watch import WatchBatch, start_in_thread
 from tests.conftest import CORPUS, copy_home
 
@@ -193,7 +194,7 @@ def _path(view: LibraryView, tid: str) -> str | None:
 
 def stored_files(url: str, tid: str) -> list[str]:
     """The files the database holds for a thread, by path relative to their root."""
-    engine = create_engine(url)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             rf = s.rollout_files
@@ -227,7 +228,7 @@ def _rewrite_index_without(home: Path, tid: str) -> None:
 
 def dump(url: str) -> dict[str, list[str]]:
     """Every row of the store, with surrogate ids and indexing times replaced."""
-    engine = create_engine(url)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             roots = {r.id: r.path for r in conn.execute(select(s.roots))}
@@ -358,22 +359,22 @@ def test_many_files_in_one_round(db_url: str, tmp_path: Path) -> None:
 @contextmanager
 def rollouts_watch(url: str, home: Path, *extra: str) -> Iterator[subprocess.Popen[str]]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "ROLLOUTS_DB": url}
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "cli.main", "watch", str(home), "--json", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
-        assert first["startup"] is True
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = json.loads(proc.stdout.readline())
+            assert first["startup"] is True
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
