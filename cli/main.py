@@ -363,5 +363,8 @@ def run() -> None:
     app()
 
 
+import cli.watch  # noqa: E402 - registers `rollouts watch`
+
 if __name__ == "__main__":
-    run()
+    # `python -m cli.main`: run the app of the imported module, which holds every command.
+    cli.main.run()

@@ -180,6 +180,10 @@ def _plan_root(
             .all()
         )
         stored = {r["rel_path"]: dict(r) for r in rows}
+        stored_per_thread: dict[str, int] = {}
+        for row in rows:
+            tid = row["thread_id"]
+            stored_per_thread[tid] = stored_per_thread.get(tid, 0) + 1
         live_ids = {
             r[0]: r[1]
             for r in conn.execute(
@@ -224,7 +228,9 @@ def _plan_root(
         if known is None or live_ids.get(tid) != known["id"]:
             jobs.append(Job(tid, root_id, live, files, False, _expect(live_ids, tid, stored, live)))
             continue
-        others_changed = any(
+        # A stored file that is no longer among the thread's files (a deleted
+        # segment, a plain copy replaced by its .zst) changes the thread too.
+        others_changed = stored_per_thread.get(tid, 0) != len(files) or any(
             (
                 stored.get(f.rel) is None
                 or stored[f.rel]["size"] != f.size
@@ -552,7 +558,9 @@ def _parse_append(engine: Engine, job: Job) -> ThreadRows | tuple[str, str]:
         i_rows = [
             dict(r)
             for r in conn.execute(
-                select(s.items.c.turn_position, s.items.c.data, s.items.c.line)
+                select(
+                    s.items.c.turn_position, s.items.c.data, s.items.c.line, s.items.c.created_at_ms
+                )
                 .where(s.items.c.thread_id == job.thread_id)
                 .order_by(s.items.c.position)
             ).mappings()
@@ -596,6 +604,10 @@ def _ingest_names(engine: Engine, root_id: int, index_file: Path) -> int:
             return 0
         if size < offset or (head and cur_head != head and offset >= 4096):
             offset = 0  # rewritten (e.g. a delete removed lines): read again
+        if offset == 0:
+            # Read from the start: the file is the whole truth for this root, so
+            # names it no longer holds (a deleted thread's) go.
+            conn.execute(delete(s.thread_names).where(s.thread_names.c.root_id == root_id))
         names: dict[str, tuple[str, str | None]] = {}
         with open(index_file, "rb") as fh:
             fh.seek(offset)
@@ -677,14 +689,15 @@ def _remove_gone(engine: Engine, file_ids: list[int], summary: IngestSummary) ->
 
 def ingest(
     engine: Engine,
-    paths: Iterable[Path],
+    paths: Iterable[Path | RootScan],
     *,
     workers: int | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_progress: ProgressFn | None = None,
 ) -> IngestSummary:
+    """Index `paths`; a RootScan (the watcher's targeted file set) is taken as given."""
     summary = IngestSummary()
-    scans = [scan_path(Path(p)) for p in paths]
+    scans = [p if isinstance(p, RootScan) else scan_path(Path(p)) for p in paths]
     plans: list[tuple[RootScan, int, list[Job], list[int]]] = []
     for scan in scans:
         root_id, jobs, gone = _plan_root(engine, scan, summary)
@@ -696,6 +709,13 @@ def ingest(
             if name.rollout_id:
                 resolve.setdefault(name.rollout_id, str(path))
     all_jobs = [j for _, _, jobs, _ in plans for j in jobs]
+    partial = [
+        rid for scan, rid, jobs, _ in plans if not scan.complete and any(not j.append for j in jobs)
+    ]
+    if partial:
+        # A fork read in full from a partial scan may need a parent the scan did not list.
+        for rollout_id, stored_path in _stored_rollouts(engine, partial):
+            resolve.setdefault(rollout_id, stored_path)
     total = sum(j.live.size for j in all_jobs)
     done = 0
     pending: list[tuple[Job, ThreadRows]] = []
@@ -746,6 +766,17 @@ def ingest(
             _ingest_names(engine, root_id, scan.index_file)
         _remove_gone(engine, gone, summary)
     return summary
+
+
+def _stored_rollouts(engine: Engine, root_ids: list[int]) -> Iterator[tuple[str, str]]:
+    """(rollout id, absolute path) of every stored file of these roots."""
+    with engine.connect() as conn:
+        for rollout_id, rel, root in conn.execute(
+            select(s.rollout_files.c.rollout_id, s.rollout_files.c.rel_path, s.roots.c.path)
+            .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
+            .where(s.rollout_files.c.root_id.in_(root_ids))
+        ):
+            yield rollout_id, f"{root}/{rel}"
 
 
 def _redo(

@@ -207,7 +207,7 @@ def turn_rows(
                     "item_id": str(data.get("id") or ""),
                     "item_type": str(data.get("type") or ""),
                     "line": it.line,
-                    "created_at_ms": parse_rfc3339_ms(it.ts) if it.ts else None,
+                    "created_at_ms": parse_rfc3339_ms(it.ts) if isinstance(it.ts, str) else it.ts,
                     "data": codec.dumps(data),
                     "search_text": search_text(data),
                 }
@@ -245,7 +245,7 @@ def load_reducer(
     by_turn: dict[int, list[ItemState]] = {}
     for r in item_rows_db:
         by_turn.setdefault(r["turn_position"], []).append(
-            ItemState(codec.loads(r["data"]), r["line"], None)
+            ItemState(codec.loads(r["data"]), r["line"], r["created_at_ms"])
         )
     for r in turn_rows_db:
         turn = TurnState(

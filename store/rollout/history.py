@@ -105,7 +105,7 @@ _LEGACY_EVENTS: dict[str, tuple[str, ...]] = {
 class ItemState:
     data: dict[str, Any]
     line: int  # source line (physical line number in the thread's history)
-    ts: str | None  # line timestamp (write time)
+    ts: str | int | None  # line timestamp (write time); Unix ms when reloaded from the DB
 
 
 @dataclass(slots=True)
