@@ -48,3 +48,5 @@ EVERY_THREAD: dict[str, Any] = {
     ],
     "include_empty": True,
 }
+# The same without the archived filter, for callers that pass `archived=` themselves.
+ANY_SOURCE: dict[str, Any] = {k: v for k, v in EVERY_THREAD.items() if k != "archived"}

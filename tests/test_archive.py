@@ -17,7 +17,7 @@ from store.archive.service import (
 from store.archive.trash import trash_list, trash_purge, trash_restore
 from store.rollout.framing import open_stream
 from tests.conftest import CORPUS, copy_home
-from tests.helpers import rollout_files
+from tests.helpers import ANY_SOURCE, rollout_files
 
 
 def content_sha(path: Path) -> str:
@@ -42,7 +42,7 @@ def folders_agree(st, home: Path) -> None:
     for archived in (False, True):
         cursor = None
         while True:
-            page = st.list_threads(archived=archived, cursor=cursor, limit=100)
+            page = st.list_threads(**ANY_SOURCE, archived=archived, cursor=cursor, limit=100)
             for th in page["data"]:
                 if th["path"] is None or not Path(th["path"]).exists():
                     continue
@@ -60,7 +60,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def active_ids(st) -> list[str]:
-    return [t["id"] for t in st.list_threads(archived=False, limit=100)["data"]]
+    return [t["id"] for t in st.list_threads(**ANY_SOURCE, archived=False, limit=100)["data"]]
 
 
 def test_archive_unarchive_round_trip(db_url: str, home: Path) -> None:
@@ -76,8 +76,8 @@ def test_archive_unarchive_round_trip(db_url: str, home: Path) -> None:
         for item in rep.items:
             assert "/archived_sessions/" in item["path"] and Path(item["path"]).exists()
         folders_agree(st, home)
-        assert not st.list_threads(archived=False)["data"] or all(
-            t["id"] not in ids for t in st.list_threads(archived=False)["data"]
+        assert not st.list_threads(**ANY_SOURCE, archived=False)["data"] or all(
+            t["id"] not in ids for t in st.list_threads(**ANY_SOURCE, archived=False)["data"]
         )
         again = st.ingest([home])
         assert again.threads == 0 and again.removed == 0
@@ -108,7 +108,7 @@ def test_compress_vault_restore_reproduce_bytes(db_url: str, home: Path) -> None
         for item in rep.items:
             assert not Path(item["path"]).exists()
         assert st.ingest([home]).removed == 0  # vaulted threads stay listed
-        listed = {t["id"] for t in st.list_threads(archived=True, limit=100)["data"]}
+        listed = {t["id"] for t in st.list_threads(**ANY_SOURCE, archived=True, limit=100)["data"]}
         assert set(rest) <= listed
         # the exported bytes of a compressed thread equal the original
         tid = half[0]

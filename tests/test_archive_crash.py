@@ -14,6 +14,7 @@ from store import open_store
 from store.archive import tables as t
 from store.archive import vault
 from tests.conftest import CORPUS, copy_home
+from tests.helpers import ANY_SOURCE
 from tests.test_archive import content_sha, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def test_kill_and_rerun(db_url: str, tmp_path: Path, args: list[str], point: str
     before = snapshot(home)
     with open_store(db_url, auto_upgrade=True) as st:
         st.ingest([home])
-        tid = st.list_threads(archived=False, limit=1)["data"][0]["id"]
+        tid = st.list_threads(**ANY_SOURCE, archived=False, limit=1)["data"][0]["id"]
     killed = cli(home, db_url, *args, tid, crash=point)
     assert killed.returncode == -9, killed.stderr
     again = cli(home, db_url, *args, tid, "--json")

@@ -30,6 +30,7 @@ from store.sql import schema as s
 from store.sql.engine import make_engine
 from store.watch import WatchBatch, start_in_thread
 from tests.conftest import CORPUS, copy_home
+from tests.helpers import EVERY_THREAD
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 5.0
@@ -62,7 +63,7 @@ class LibraryView:
         self.st = st
 
     def threads(self) -> dict[str, dict[str, Any]]:
-        page = self.st.list_threads(limit=100, archived=None)
+        page = self.st.list_threads(limit=100, **EVERY_THREAD)
         return {t["id"]: t for t in page["data"]}
 
     def items(self, tid: str) -> int:
