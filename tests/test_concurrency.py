@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from store.sql import migrate
 from store.sql import schema as s
 from store.sql.engine import make_engine
 from tests.cli_run import cli_argv, cli_env, rollouts
@@ -124,6 +125,8 @@ def _fresh_schema(db_url: str, home: Path) -> None:
     """Empty the database and bring it to head, as `rollouts db upgrade` does."""
     engine = make_engine(db_url)
     try:
+        if migrate.current_revision(engine) is not None:
+            migrate.downgrade(engine, "base")  # also drops the search index's raw DDL
         s.metadata.drop_all(engine)
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
