@@ -17,19 +17,9 @@ import pytest
 from tests.cli_run import assert_clean_failure, rollouts
 from tests.conftest import FIXTURES
 from tests.helpers import rollout_files, thread_id_of
+from tests.test_corpus import _expected_reads as app_server_reads
 
 SUMMARY_KEYS = {"files", "threads", "turns", "items", "bytes", "skipped_lines", "errors"}
-
-
-def _app_server_reads(home: Path) -> dict[str, dict[str, Any]]:
-    """thread/read answers of the real Codex app-server, by thread id."""
-    out = {}
-    for line in (home / "expected-app-server-with-state.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if rec["request"]["method"] == "thread/read":
-            thread = rec["response"]["result"]["thread"]
-            out[thread["id"]] = thread
-    return out
 
 
 def _main_files(home: Path) -> dict[str, Path]:
@@ -55,7 +45,7 @@ def _import(home: Path, url: str) -> dict[str, Any]:
 def test_import_summary_counts_what_the_files_hold(cli_home: tuple[Path, str]) -> None:
     home, url = cli_home
     files = rollout_files(home)
-    reads = _app_server_reads(home)
+    reads = app_server_reads(home)
     summary = _import(home, url)
     assert set(summary) >= SUMMARY_KEYS
     assert summary["files"] == len(files)
@@ -89,7 +79,7 @@ def test_list_pages_through_every_thread_once(cli_home: tuple[Path, str]) -> Non
         cursor = page["nextCursor"]
         if cursor is None:
             break
-    assert sorted(seen) == sorted(set(seen)) == sorted(_app_server_reads(home))
+    assert sorted(seen) == sorted(set(seen)) == sorted(app_server_reads(home))
     assert pages == (len(seen) + 1) // 2
     created = [t["createdAt"] for t in _all(home, url)]
     assert created == sorted(created, reverse=True)
@@ -113,7 +103,7 @@ def test_show_has_the_app_servers_turns(cli_home: tuple[Path, str]) -> None:
     validator = jsonschema.Draft7Validator(
         json.loads((FIXTURES / "schema" / "ThreadReadResponse.json").read_text())
     )
-    for tid, want in _app_server_reads(home).items():
+    for tid, want in app_server_reads(home).items():
         proc = rollouts(home, url, "show", tid, "--json")
         assert proc.returncode == 0, proc.stderr
         got = json.loads(proc.stdout)
