@@ -737,6 +737,9 @@ def ingest(
             summary.error(*result)
         else:
             summary.bytes += result.progress.offset - job.old_offset
+            if not job.append:
+                # The thread's other files (revert segments' main file) were read too.
+                summary.bytes += sum(f.size for f in job.files if f is not job.live)
             pending.append((job, result))
             pending_items += len(result.items)
             if pending_items >= WRITE_BATCH_ITEMS or len(pending) >= WRITE_BATCH_THREADS:
