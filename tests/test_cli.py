@@ -158,7 +158,7 @@ def test_errors_are_one_clear_line(cli_home: tuple[Path, str]) -> None:
         assert_clean_failure(proc, f"thread not found: {unknown}")
         assert proc.stdout == ""
     assert_clean_failure(rollouts(home, url, "list", "--cursor", "garbage"), "invalid cursor")
-    assert_clean_failure(rollouts(home, url, "list", "--sort", "size"), "unknown sort key")
+    assert_clean_failure(rollouts(home, url, "list", "--sort", "size"), "unknown sortKey")
     gone = rollouts(home, url, "import", str(home / "nope"))
     assert_clean_failure(gone, "no such file or folder", str(home / "nope"))
     usage = rollouts(home, url, "show")
