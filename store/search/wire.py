@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, and_, column, or_, select, text
@@ -21,10 +20,10 @@ from sqlalchemy import ColumnElement, Connection, and_, column, or_, select, tex
 from store import codec
 from store.errors import InvalidCursor, InvalidInput, NotFound
 from store.rollout.naming import validate_thread_id
-from store.rows import is_visible_turn
 from store.search import query as qp
 from store.search.api import DEFAULT_LIMIT, MAX_LIMIT, matcher
 from store.search.snippet import make_snippet, substring_matches, utf16_range
+from store.sql import pages
 from store.sql import schema as s
 
 if TYPE_CHECKING:  # the backend imports this package
@@ -37,7 +36,6 @@ SORT_KEYS = {
     "recency_at": s.threads.c.recency_at_ms,
 }
 OCCURRENCE_TYPES = ("userMessage", "agentMessage")
-TurnCursorFn = Callable[[str, int, str], str]
 
 
 def _b64(payload: Any) -> str:
@@ -164,18 +162,14 @@ def _thread_snippet(conn: Connection, thread_id: str, term: str) -> str:
     return ""  # only the thread's name matched
 
 
-def default_turn_cursor(thread_id: str, position: int, turn_id: str) -> str:
-    """A turn cursor: the lead's thread/turns/list may supply its own encoder."""
-    return _b64({"thread": thread_id, "turn": position, "turnId": turn_id, "inclusive": True})
-
-
 def search_occurrences_wire(
     store: SqlThreadStore,
     params: dict[str, Any],
-    *,
-    turn_cursor: TurnCursorFn = default_turn_cursor,
 ) -> dict[str, Any]:
-    """`thread/searchOccurrences`: a ThreadSearchOccurrencesResponse."""
+    """`thread/searchOccurrences`: a ThreadSearchOccurrencesResponse.
+
+    Each occurrence's `turnCursor` opens `thread/turns/list` at its turn (included).
+    """
     term = _term(params)
     n = _limit(params)
     tid_raw = params.get("threadId")
@@ -192,7 +186,7 @@ def search_occurrences_wire(
     with store.engine.connect() as conn:
         if conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first() is None:
             raise NotFound(f"thread not found: {tid}")
-        turns = _visible_turns(conn, tid)
+        turns = {r["position"]: r["turn_id"] for r in pages.visible_turns(conn, tid)}
         q = (
             select(
                 s.items.c.position,
@@ -223,7 +217,7 @@ def search_occurrences_wire(
                         {
                             "itemId": item_id,
                             "turnId": turn_id,
-                            "turnCursor": turn_cursor(tid, turn_pos, turn_id),
+                            "turnCursor": pages.encode_turn_cursor(turn_id, True),
                             "snippet": snippet,
                             "snippetMatchRange": utf16_range(snippet, ranges[0]),
                         }
@@ -231,23 +225,3 @@ def search_occurrences_wire(
                 if next_cursor is not None:
                     break
     return {"data": out, "nextCursor": next_cursor}
-
-
-def _visible_turns(conn: Connection, thread_id: str) -> dict[int, str]:
-    """Turn position -> turn id, for the turns Codex shows."""
-    rows = conn.execute(
-        select(
-            s.turns.c.position,
-            s.turns.c.turn_id,
-            s.turns.c.status,
-            s.turns.c.is_open,
-            s.turns.c.explicit,
-            s.turns.c.saw_compaction,
-            s.turns.c.item_count,
-        ).where(s.turns.c.thread_id == thread_id)
-    )
-    return {
-        r.position: r.turn_id
-        for r in rows
-        if is_visible_turn(r.status, r.is_open, r.explicit, r.saw_compaction, r.item_count)
-    }

@@ -293,18 +293,6 @@ class SqlThreadStore:
 
     # -- pages of turns and items (thread/turns/list, thread/items/list) ---------------
 
-    def _visible_turns(self, conn: Any, tid: str) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            select(s.turns).where(s.turns.c.thread_id == tid).order_by(s.turns.c.position)
-        ).mappings()
-        return [
-            dict(r)
-            for r in rows
-            if is_visible_turn(
-                r["status"], r["is_open"], r["explicit"], r["saw_compaction"], r["item_count"]
-            )
-        ]
-
     def _require_thread(self, conn: Any, tid: str) -> None:
         if conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first() is None:
             raise NotFound(f"thread not loaded: {tid}")
@@ -332,7 +320,7 @@ class SqlThreadStore:
         n = clamp_limit(limit)
         with self.engine.connect() as conn:
             self._require_thread(conn, tid)
-            turns = self._visible_turns(conn, tid)
+            turns = pages.visible_turns(conn, tid)
             if sort_direction == "desc":
                 turns.reverse()
             start = 0
@@ -381,7 +369,7 @@ class SqlThreadStore:
         n = clamp_limit(limit)
         with self.engine.connect() as conn:
             self._require_thread(conn, tid)
-            turns = self._visible_turns(conn, tid)
+            turns = pages.visible_turns(conn, tid)
             if turn_id is not None:
                 turns = [r for r in turns if r["turn_id"] == turn_id]
                 if not turns:
@@ -427,7 +415,6 @@ class SqlThreadStore:
             return search_occurrences_wire(
                 self,
                 params,
-                turn_cursor=lambda _tid, _pos, turn_id: pages.encode_turn_cursor(turn_id, True),
             )
 
         return {

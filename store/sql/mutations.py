@@ -22,7 +22,7 @@ from store.errors import Conflict, InvalidInput, NotFound
 from store.rollout import writer
 from store.rollout.framing import iter_lines, open_stream
 from store.rollout.naming import validate_thread_id
-from store.rows import is_visible_turn
+from store.sql import pages
 from store.sql import schema as s
 from store.sql.engine import write_tx
 
@@ -215,29 +215,13 @@ def append_items(st: SqlThreadStore, thread_id: str, items: list[Any]) -> int:
 # -- fork and resume ----------------------------------------------------------------
 
 
-def _turn_rows(st: SqlThreadStore, tid: str) -> list[dict[str, Any]]:
-    with st.engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                select(s.turns).where(s.turns.c.thread_id == tid).order_by(s.turns.c.position)
-            ).mappings()
-        ]
-
-
-def _visible(r: dict[str, Any]) -> bool:
-    return is_visible_turn(
-        r["status"], r["is_open"], r["explicit"], r["saw_compaction"], r["item_count"]
-    )
-
-
 def _cut(turns: list[dict[str, Any]], last_turn_id: str | None) -> tuple[int | None, str | None]:
     """(first physical line not copied or None for all, id of a turn left open).
 
     Forking after a turn keeps everything up to the next turn's first line.
     A history that ends inside a turn gets that turn aborted, as Codex does.
     """
-    visible = [r for r in turns if _visible(r)]
+    visible = [r for r in turns if pages.is_shown(r)]
     if last_turn_id is None:
         kept = visible
         cut = None
@@ -381,7 +365,8 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
             select(s.thread_names.c.name).where(s.thread_names.c.thread_id == src.thread_id)
         ).scalar()
     source_meta = codec.loads(meta_row[0]) if meta_row[0] else {}
-    turns = _turn_rows(st, src.thread_id)
+    with st.engine.connect() as conn:
+        turns = pages.turn_rows(conn, src.thread_id)
     cut, open_turn = _cut(turns, last_turn_id)
     ts = now_ms()
     new_id = writer.uuid7(ts)

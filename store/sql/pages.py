@@ -8,7 +8,26 @@ from sqlalchemy import select
 
 from store import codec
 from store.errors import InvalidCursor, InvalidInput
+from store.rows import is_visible_turn
 from store.sql import schema as s
+
+
+def turn_rows(conn: Any, thread_id: str) -> list[dict[str, Any]]:
+    """Every stored turn row of a thread, in order (shown or not)."""
+    q = select(s.turns).where(s.turns.c.thread_id == thread_id).order_by(s.turns.c.position)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def is_shown(row: dict[str, Any]) -> bool:
+    """Whether a stored turn row is a turn Codex shows (see rows.is_visible_turn)."""
+    return is_visible_turn(
+        row["status"], row["is_open"], row["explicit"], row["saw_compaction"], row["item_count"]
+    )
+
+
+def visible_turns(conn: Any, thread_id: str) -> list[dict[str, Any]]:
+    """The turn rows Codex shows, in order."""
+    return [r for r in turn_rows(conn, thread_id) if is_shown(r)]
 
 
 def encode_turn_cursor(turn_id: str, include_anchor: bool) -> str:
