@@ -90,3 +90,23 @@ def turn_json(row: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any
         "completedAt": row["completed_at"],
         "durationMs": row["duration_ms"],
     }
+
+
+def session_response(thread: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The response shared by thread/start, thread/resume and thread/fork.
+
+    `settings` holds what the rollout's last `turn_context` says
+    (store.sql.mutations.session_settings); missing keys take Codex's defaults.
+    """
+    return {
+        "thread": thread,
+        "model": settings.get("model") or thread["model"] or "",
+        "modelProvider": thread["modelProvider"],
+        "serviceTier": None,
+        "cwd": thread["cwd"],
+        "instructionSources": [],
+        "approvalPolicy": settings.get("approvalPolicy", "on-request"),
+        "approvalsReviewer": settings.get("approvalsReviewer", "user"),
+        "sandbox": settings.get("sandbox", {"type": "readOnly"}),
+        "reasoningEffort": settings.get("reasoningEffort") or thread["reasoningEffort"],
+    }

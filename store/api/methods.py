@@ -23,6 +23,7 @@ from store.api.rpc import (
 )
 from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound, RolloutsError
 from store.sql.listing import SOURCE_KINDS, ListQuery
+from store.wire import session_response
 
 # Methods Codex marks experimental: a connection must opt in with
 # `capabilities.experimentalApi` (the transport checks this).
@@ -170,7 +171,7 @@ class ThreadApi:
             model_provider=p.opt_str("modelProvider"),
             model=p.opt_str("model"),
         )
-        result = _session_response(thread, {})
+        result = session_response(thread, {})
         return Reply(result, [Notification("thread/started", {"thread": thread})])
 
     def _inject_items(self, p: Params) -> Reply:
@@ -190,15 +191,9 @@ class ThreadApi:
 
     def _fork(self, p: Params) -> Reply:
         tid = p.thread_id("threadId", what="session")
-        last = p.opt_str("lastTurnId")
-        thread = self.store.fork(tid, last_turn_id=last)
-        settings = self.store.resume(thread["id"])
-        settings["thread"] = thread
-        started = {**thread, "turns": []}
-        return Reply(
-            _session_response(thread, settings),
-            [Notification("thread/started", {"thread": started})],
-        )
+        fork = self.store.fork(tid, last_turn_id=p.opt_str("lastTurnId"))
+        result = self.store.resume(fork["id"])  # the fork with its history and settings
+        return Reply(result, [Notification("thread/started", {"thread": fork})])
 
     def _archive(self, p: Params) -> Reply:
         tid = p.thread_id("threadId", what="session")
@@ -221,19 +216,3 @@ def _raw_handler(fn: Callable[[dict[str, Any]], Any]) -> Handler:
         return Reply(fn(p.raw))
 
     return handler
-
-
-def _session_response(thread: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The response shape shared by thread/start, thread/resume and thread/fork."""
-    return {
-        "thread": thread,
-        "model": settings.get("model") or thread["model"] or "",
-        "modelProvider": thread["modelProvider"],
-        "serviceTier": None,
-        "cwd": thread["cwd"],
-        "instructionSources": [],
-        "approvalPolicy": settings.get("approvalPolicy", "on-request"),
-        "approvalsReviewer": settings.get("approvalsReviewer", "user"),
-        "sandbox": settings.get("sandbox", {"type": "readOnly"}),
-        "reasoningEffort": settings.get("reasoningEffort") or thread["reasoningEffort"],
-    }

@@ -23,7 +23,7 @@ from store.sql import listing, migrate, mutations, pages
 from store.sql import schema as s
 from store.sql.engine import make_engine, write_tx
 from store.sql.listing import ListQuery, clamp_limit
-from store.wire import thread_json, turn_json
+from store.wire import session_response, thread_json, turn_json
 
 
 class SqlThreadStore:
@@ -462,33 +462,18 @@ class SqlThreadStore:
         return [tid]
 
     def fork(self, thread_id: str, *, last_turn_id: str | None = None) -> dict[str, Any]:
-        """Fork a thread (up to and including `last_turn_id`); returns the new Thread."""
-        return self.get_thread(
-            mutations.fork(self, thread_id, last_turn_id=last_turn_id), include_turns=True
-        )
+        """Fork a thread (up to and including `last_turn_id`); returns the new Thread.
+
+        The Thread comes without its turns; `resume` (or `get_thread` with
+        turns) reads the history.
+        """
+        return self.get_thread(mutations.fork(self, thread_id, last_turn_id=last_turn_id))
 
     def resume(self, thread_id: str) -> dict[str, Any]:
         """The thread with its history and the session settings to continue it."""
-        f = mutations.thread_file(self, thread_id)
-        if f.archived:
-            raise Conflict(
-                f"session {f.thread_id} is archived. Run `codex unarchive {f.thread_id}` "
-                "to unarchive it first."
-            )
+        f = mutations.active_thread_file(self, thread_id)
         thread = self.get_thread(f.thread_id, include_turns=True)
-        settings = mutations.session_settings(f.path)
-        return {
-            "thread": thread,
-            "model": settings["model"] or thread["model"] or "",
-            "modelProvider": thread["modelProvider"],
-            "serviceTier": None,
-            "cwd": thread["cwd"],
-            "instructionSources": [],
-            "approvalPolicy": settings["approvalPolicy"],
-            "approvalsReviewer": settings["approvalsReviewer"],
-            "sandbox": settings["sandbox"],
-            "reasoningEffort": settings["reasoningEffort"] or thread["reasoningEffort"],
-        }
+        return session_response(thread, mutations.session_settings(f.path))
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

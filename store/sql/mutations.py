@@ -65,6 +65,17 @@ def thread_file(st: SqlThreadStore, thread_id: str, *, missing: str | None = Non
     return ThreadFile(tid, path, root, bool(row[2]))
 
 
+def active_thread_file(st: SqlThreadStore, thread_id: str) -> ThreadFile:
+    """The main file of a thread that is not archived (resume and fork refuse those)."""
+    f = thread_file(st, thread_id)
+    if f.archived:
+        raise Conflict(
+            f"session {f.thread_id} is archived. Run `codex unarchive {f.thread_id}` "
+            "to unarchive it first."
+        )
+    return f
+
+
 def _home_for_writes(st: SqlThreadStore) -> Path:
     if st.codex_home is None:
         raise InvalidInput("no CODEX_HOME is attached to this store: open it with codex_home=...")
@@ -345,12 +356,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
     lines up to the fork point, byte for byte. Either way a turn left open is
     closed with `turn_aborted` (interrupted), and the source file is untouched.
     """
-    src = thread_file(st, thread_id)
-    if src.archived:
-        raise Conflict(
-            f"session {src.thread_id} is archived. Run `codex unarchive {src.thread_id}` "
-            "to unarchive it first."
-        )
+    src = active_thread_file(st, thread_id)
     home = _home_for_writes(st)
     with st.engine.connect() as conn:
         meta_row = conn.execute(
