@@ -345,3 +345,16 @@ def test_archive_unarchive_delete_through_the_api(api: ThreadApi, home169: Path)
 
 def test_search_methods_are_served(api: ThreadApi) -> None:
     assert {"thread/search", "thread/searchOccurrences"} <= api.methods
+
+
+def test_inject_into_a_vanished_file_is_an_error_not_a_new_fragment(
+    api: ThreadApi, home169: Path
+) -> None:
+    tid = "01a1fec0-5ca1-7410-822a-1f782eb76d7e"
+    path = Path(api.handle("thread/read", {"threadId": tid}).result["thread"]["path"])
+    moved = path.with_name("moved-away.jsonl")
+    path.rename(moved)
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+    with pytest.raises(RpcError, match="file is gone"):
+        api.handle("thread/inject_items", {"threadId": tid, "items": [item]})
+    assert not path.exists()

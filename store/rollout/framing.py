@@ -166,3 +166,16 @@ def content_size(path: Path) -> int:
             if not got:
                 return total
             total += len(got)
+
+
+def read_chunks(path: str | os.PathLike[str], limit: int | None = None) -> Iterator[bytes]:
+    """The content of a rollout file (decompressed) in chunks, up to `limit` bytes."""
+    with open_stream(path) as stream:
+        left = limit
+        while left is None or left > 0:
+            chunk = stream.read(CHUNK_SIZE if left is None else min(left, CHUNK_SIZE))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk

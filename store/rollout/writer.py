@@ -56,27 +56,27 @@ def line(kind: str, payload: dict[str, Any], ts_ms: int) -> bytes:
 
 
 @contextmanager
-def single_writer(path: Path, thread_id: str) -> Iterator[BinaryIO]:
+def single_writer(path: Path, owner: str, *, create: bool = False) -> Iterator[BinaryIO]:
     """Open `path` for appending, holding an exclusive advisory lock.
 
     A second writer (another `rollouts` process, or a thread of this one) gets
-    `Conflict: thread <id> already has an active writer` instead of
-    interleaving its lines.
+    `Conflict: <owner> already has an active writer` instead of interleaving
+    its lines. Without `create`, a missing file is an error: appending to a
+    rollout that was moved or deleted must not start a new fragment of it.
     """
+    flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
     try:
-        stream = open(path, "ab")  # noqa: SIM115 - closed below, after unlocking
+        fd = os.open(path, flags, 0o644)
     except FileNotFoundError:
-        raise InvalidInput(f"rollout file of thread {thread_id} is gone: {path}") from None
-    try:
+        raise InvalidInput(f"{owner}: file is gone: {path}") from None
+    with os.fdopen(fd, "ab") as stream:
         try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise Conflict(f"thread {thread_id} already has an active writer") from None
+                raise Conflict(f"{owner} already has an active writer") from None
             raise
         yield stream
-    finally:
-        stream.close()
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -88,7 +88,7 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def append_lines(path: Path, thread_id: str, lines: Iterable[bytes]) -> int:
+def append_lines(path: Path, owner: str, lines: Iterable[bytes], *, create: bool = False) -> int:
     """Append complete lines to a rollout file (durably); returns bytes written.
 
     If the file ends in a partial line (a writer died mid-line), a newline is
@@ -96,7 +96,7 @@ def append_lines(path: Path, thread_id: str, lines: Iterable[bytes]) -> int:
     as it is and recorded as a skip by ingest.
     """
     data = b"".join(lines)
-    with single_writer(path, thread_id) as out:
+    with single_writer(path, owner, create=create) as out:
         if not _ends_with_newline(path):
             data = b"\n" + data
         out.write(data)

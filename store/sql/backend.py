@@ -13,7 +13,7 @@ from store import codec
 from store.codex_home import SESSIONS
 from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from store.ingest import IngestSummary, ProgressFn, ingest
-from store.rollout.framing import CHUNK_SIZE, DEFAULT_MAX_LINE_BYTES, open_stream
+from store.rollout.framing import DEFAULT_MAX_LINE_BYTES, read_chunks
 from store.rollout.naming import validate_thread_id
 from store.rows import is_visible_turn
 from store.search import SearchFilters, SearchPage
@@ -289,7 +289,7 @@ class SqlThreadStore:
         The id and the file are checked now, not at the first chunk, so a
         caller learns of a bad id before it creates an output file.
         """
-        return _chunks(self.main_file(thread_id))
+        return read_chunks(self.main_file(thread_id))
 
     # -- pages of turns and items (thread/turns/list, thread/items/list) ---------------
 
@@ -474,15 +474,6 @@ class SqlThreadStore:
         f = mutations.active_thread_file(self, thread_id)
         thread = self.get_thread(f.thread_id, include_turns=True)
         return session_response(thread, mutations.session_settings(f.path))
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open_stream(path) as stream:
-        while True:
-            chunk = stream.read(CHUNK_SIZE)
-            if not chunk:
-                return
-            yield chunk
 
 
 def _single(report: Any, tid: str, not_found: set[str], message: str) -> None:

@@ -10,7 +10,9 @@ database, lives in `thread_overrides`.
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +22,9 @@ from sqlalchemy import delete, insert, select, update
 from store import codec
 from store.errors import Conflict, InvalidInput, NotFound
 from store.rollout import writer
-from store.rollout.framing import iter_lines, open_stream
+from store.rollout.framing import iter_lines, open_stream, read_chunks
 from store.rollout.naming import validate_thread_id
+from store.rollout.records import SESSION_META, Record, decode_line
 from store.sql import pages
 from store.sql import schema as s
 from store.sql.engine import write_tx
@@ -91,6 +94,14 @@ def _reindex(st: SqlThreadStore, path: Path) -> None:
 # -- names and metadata ------------------------------------------------------------
 
 
+def _append_name(home: Path, thread_id: str, name: str) -> str:
+    """Append a `session_index.jsonl` entry, as Codex names threads; its timestamp."""
+    stamp = writer.rfc3339_ms(now_ms())
+    entry = codec.dumpb({"id": thread_id, "thread_name": name, "updated_at": stamp}) + b"\n"
+    writer.append_lines(home / "session_index.jsonl", "session_index.jsonl", [entry], create=True)
+    return stamp
+
+
 def set_name(st: SqlThreadStore, thread_id: str, name: str) -> None:
     """Name a thread as Codex does: a `session_index.jsonl` entry (newest wins)."""
     clean = name.strip() if isinstance(name, str) else ""
@@ -99,12 +110,7 @@ def set_name(st: SqlThreadStore, thread_id: str, name: str) -> None:
     f = thread_file(st, thread_id)
     if f.archived:
         raise NotFound(f"no rollout found for thread id {f.thread_id}")
-    stamp = writer.rfc3339_ms(now_ms())
-    entry = {"id": f.thread_id, "thread_name": clean, "updated_at": stamp}
-    index = f.root / "session_index.jsonl"
-    if not index.exists():
-        writer.create_file(index, [])
-    writer.append_lines(index, "session_index", [codec.dumpb(entry) + b"\n"])
+    stamp = _append_name(f.root, f.thread_id, clean)
     with write_tx(st.engine) as conn:
         conn.execute(delete(s.thread_names).where(s.thread_names.c.thread_id == f.thread_id))
         conn.execute(
@@ -218,7 +224,9 @@ def append_items(st: SqlThreadStore, thread_id: str, items: list[Any]) -> int:
             raise InvalidInput(f"items[{i}] must be an object with a string `type`")
     f = thread_file(st, thread_id, missing=f"thread not found: {thread_id}")
     ts = now_ms()
-    writer.append_lines(f.path, f.thread_id, [writer.line("response_item", it, ts) for it in items])
+    writer.append_lines(
+        f.path, f"thread {f.thread_id}", [writer.line("response_item", it, ts) for it in items]
+    )
     _reindex(st, f.path)
     return len(items)
 
@@ -268,26 +276,8 @@ def _copy_until(path: Path, cut_line: int | None) -> int:
     return end
 
 
-def _chunks(path: Path, length: int) -> Any:
-    with open_stream(path) as stream:
-        left = length
-        while left > 0:
-            chunk = stream.read(min(left, 1 << 20))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-
-
-def _turn_ids_in(line: bytes) -> set[str]:
+def _turn_ids_in(payload: dict[str, Any]) -> set[str]:
     """Turn ids a rollout line names (lifecycle events, items, turn contexts)."""
-    try:
-        obj = codec.loads(line)
-    except codec.JSONDecodeError:
-        return set()
-    payload = obj.get("payload") if isinstance(obj, dict) else None
-    if not isinstance(payload, dict):
-        return set()
     found = {payload.get("turn_id")}
     attribution = payload.get("turn_attribution")
     if isinstance(attribution, dict):
@@ -315,32 +305,25 @@ def _ref_point(st: SqlThreadStore, f: ThreadFile, later: set[str], depth: int = 
         raise InvalidInput(f"history base chain of thread {f.thread_id} is too deep")
     own_ids: set[str] = set()
     end, last_ordinal = 0, -1
-    base: dict[str, Any] | None = None
+    base: Any = None
     with open_stream(f.path) as stream:
         for raw in iter_lines(stream):
-            if not raw.terminated or raw.too_long:
-                break
-            if raw.number == 0:
-                try:
-                    meta = codec.loads(raw.data).get("payload", {})
-                    base = meta.get("history_base") if isinstance(meta, dict) else None
-                except (codec.JSONDecodeError, AttributeError):
-                    base = None
-            ids = _turn_ids_in(raw.data) if b"turn_id" in raw.data else set()
+            if not raw.terminated:
+                break  # a line still being written is not history yet
+            rec = decode_line(raw, envelope=True)
+            if not isinstance(rec, Record):
+                end = raw.end  # a blank or skipped line stays in the shared prefix
+                continue
+            if raw.number == 0 and rec.kind == SESSION_META:
+                base = rec.payload.get("history_base")
+            ids = _turn_ids_in(rec.payload)
+            ordinal = rec.ordinal if rec.ordinal is not None else last_ordinal + 1
             if ids & later:
-                try:
-                    ordinal = int(codec.loads(raw.data).get("ordinal", last_ordinal + 1))
-                except (codec.JSONDecodeError, TypeError, ValueError, AttributeError):
-                    ordinal = last_ordinal + 1
-                if later - own_ids - ids and isinstance(base, dict) and depth < 8:
+                if later - own_ids - ids and isinstance(base, dict):
                     break  # some later turns are in the base: cut there instead
                 return RefPoint(f.thread_id, raw.offset, ordinal)
             own_ids |= ids
-            end = raw.end
-            try:
-                last_ordinal = int(codec.loads(raw.data).get("ordinal", last_ordinal + 1))
-            except (codec.JSONDecodeError, TypeError, ValueError, AttributeError):
-                last_ordinal += 1
+            end, last_ordinal = raw.end, ordinal
     if later and isinstance(base, dict) and isinstance(base.get("thread_id"), str):
         return _ref_point(st, thread_file(st, base["thread_id"]), later, depth + 1)
     return RefPoint(f.thread_id, end, last_ordinal + 1)
@@ -394,7 +377,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         )
     }
     paginated = meta_row[3] == "paginated"
-    body: list[bytes] = []
+    copied: Iterable[bytes] = ()  # streamed from the source, never held in memory
     extra_paths: list[Path] = []
     if paginated:
         later: set[str] = set()
@@ -411,7 +394,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         extra_paths.extend(_base_chain(st, point.thread_id))
         ordinal: int | None = point.end_ordinal
     else:
-        body = list(_chunks(src.path, _copy_until(src.path, cut)))
+        copied = read_chunks(src.path, _copy_until(src.path, cut))
         ordinal = None
     head = session_meta(
         new_id,
@@ -423,18 +406,18 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         forked_from_id=src.thread_id,
         extra=keep,
     )
-    lines = [_with_ordinal(head, ordinal), *body]
+    tail: list[bytes] = []
     if open_turn is not None:
         abort = {"type": "turn_aborted", "turn_id": open_turn, "reason": "interrupted"}
-        lines.append(
+        tail.append(
             _with_ordinal(
                 writer.line("event_msg", abort, ts), None if ordinal is None else ordinal + 1
             )
         )
     path = writer.new_rollout_path(home, new_id, ts)
-    writer.create_file(path, lines)
+    writer.create_file(path, itertools.chain([_with_ordinal(head, ordinal)], copied, tail))
     if name:
-        set_name_raw(st, home, new_id, name)
+        _append_name(home, new_id, name)
     summary = st.ingest([path, *extra_paths], workers=1)
     if summary.errors:
         raise InvalidInput(f"could not index {path}: {summary.error_details}")
@@ -470,14 +453,6 @@ def _with_ordinal(line: bytes, ordinal: int | None) -> bytes:
         "payload": obj["payload"],
     }
     return codec.dumpb(out) + b"\n"
-
-
-def set_name_raw(st: SqlThreadStore, home: Path, thread_id: str, name: str) -> None:
-    entry = {"id": thread_id, "thread_name": name, "updated_at": writer.rfc3339_ms(now_ms())}
-    index = home / "session_index.jsonl"
-    if not index.exists():
-        writer.create_file(index, [])
-    writer.append_lines(index, "session_index", [codec.dumpb(entry) + b"\n"])
 
 
 _SANDBOX = {
