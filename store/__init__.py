@@ -18,9 +18,11 @@ from store.errors import (
     Conflict,
     InvalidCursor,
     InvalidInput,
+    InvalidParam,
     NotFound,
     RolloutsError,
     SchemaOutOfDate,
+    WrongState,
 )
 from store.ingest import IngestSummary
 from store.sql.backend import SqlThreadStore
@@ -31,10 +33,12 @@ __all__ = [
     "IngestSummary",
     "InvalidCursor",
     "InvalidInput",
+    "InvalidParam",
     "NotFound",
     "RolloutsError",
     "SchemaOutOfDate",
     "SqlThreadStore",
+    "WrongState",
     "open_store",
 ]
 

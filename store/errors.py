@@ -19,6 +19,18 @@ class Conflict(RolloutsError):
     """The operation clashes with the current state (e.g. a concurrent writer)."""
 
 
+class WrongState(Conflict):
+    """The thread is not in the state an operation needs (already archived, not archived)."""
+
+
+class InvalidParam(RolloutsError):
+    """A request parameter has a value the operation cannot use; names the parameter."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class InvalidInput(RolloutsError):
     """An argument is malformed: a thread id that is not a UUID, a bad path, ..."""
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from store.errors import InvalidCursor
+from store.errors import InvalidCursor, InvalidInput
 from store.rollout.naming import validate_thread_id
 
 _CURSOR = re.compile(
@@ -58,7 +58,7 @@ def parse_cursor(raw: str) -> Cursor:
     if m["id"] is not None:
         try:
             thread_id = validate_thread_id(m["id"])
-        except Exception:
+        except InvalidInput:
             raise InvalidCursor(f"invalid cursor: {raw}") from None
     return Cursor(ms, thread_id)
 

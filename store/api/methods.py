@@ -21,7 +21,14 @@ from store.api.rpc import (
     Reply,
     RpcError,
 )
-from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound, RolloutsError
+from store.errors import (
+    Conflict,
+    InvalidCursor,
+    InvalidInput,
+    InvalidParam,
+    NotFound,
+    RolloutsError,
+)
 from store.sql.listing import SOURCE_KINDS, ListQuery
 from store.wire import session_response
 
@@ -81,6 +88,8 @@ class ThreadApi:
             return handler(Params(params))
         except RpcError:
             raise
+        except InvalidParam as exc:
+            raise RpcError(INVALID_PARAMS, str(exc), {"field": exc.param}) from None
         except (NotFound, InvalidInput, InvalidCursor, Conflict) as exc:
             raise RpcError(INVALID_REQUEST, str(exc)) from None
         except RolloutsError as exc:
@@ -108,12 +117,7 @@ class ThreadApi:
             default_provider=self.store.default_provider,
             base_cwd=self.cwd,
         )
-        try:
-            return Reply(self.store.list_threads(q))
-        except InvalidInput as exc:
-            if str(exc).startswith("invalid thread/list cwd filter"):
-                raise RpcError(INVALID_PARAMS, str(exc)) from None
-            raise
+        return Reply(self.store.list_threads(q))
 
     def _read(self, p: Params) -> Reply:
         tid = p.thread_id("threadId")

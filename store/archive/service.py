@@ -21,7 +21,7 @@ from store.archive import fsops, journal
 from store.archive import tables as t
 from store.archive.journal import Plan, Step, now_ms
 from store.codex_home import ARCHIVED, SESSIONS
-from store.errors import Conflict, NotFound, RolloutsError
+from store.errors import Conflict, NotFound, RolloutsError, WrongState
 from store.rollout.naming import parse_name
 from store.sql import schema as s
 
@@ -44,6 +44,12 @@ class Report:
     items: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
+    # The error behind each skip, for callers that answer with it (not in to_json).
+    errors: dict[str, Exception] = field(default_factory=dict)
+
+    def skip(self, tid: str, exc: Exception) -> None:
+        self.skipped.append({"threadId": tid, "reason": str(exc)})
+        self.errors[tid] = exc
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,7 +133,7 @@ def _plan_archive(
 ) -> tuple[Plan, dict[str, Any]]:
     row, root, root_id, files = _thread(engine, tid)
     if any(f.blob_id is not None for f in files):
-        raise Conflict("already vaulted")
+        raise WrongState("already vaulted")
     steps = []
     for f in files:
         name = Path(f.rel).name
@@ -144,7 +150,7 @@ def _plan_archive(
         elif not f.rel.startswith(ARCHIVED + "/"):
             steps.append(Step("move", f.id, f.rel, f"{ARCHIVED}/{name}", f.size, f.mtime_ns))
     if not steps:
-        raise Conflict("already archived")
+        raise WrongState("already archived")
     for f in files:
         _check_idle(root, f)
     return Plan("archive", tid, str(root), root_id, steps), row
@@ -153,7 +159,7 @@ def _plan_archive(
 def _plan_unarchive(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
     row, root, root_id, files = _thread(engine, tid)
     if not row["archived"]:
-        raise Conflict("not archived")
+        raise WrongState("not archived")
     steps = []
     for f in files:
         if f.blob_id is not None:
@@ -173,7 +179,7 @@ def _plan_restore(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
         if f.blob_id is not None
     ]
     if not steps:
-        raise Conflict("not vaulted (nothing to restore)")
+        raise WrongState("not vaulted (nothing to restore)")
     return Plan("restore", tid, str(root), root_id, steps), row
 
 
@@ -219,7 +225,7 @@ def _run_many(
         try:
             plan, _row = planner(engine, tid)
         except RolloutsError as exc:
-            report.skipped.append({"threadId": tid, "reason": str(exc)})
+            report.skip(tid, exc)
             continue
         root = Path(plan.root)
         before = sum(st.size for st in plan.steps if st.mode != "unvault")
@@ -230,7 +236,7 @@ def _run_many(
                 entry = journal.begin(engine, plan)
                 journal.run(engine, entry, plan)
             except (RolloutsError, OSError) as exc:
-                report.skipped.append({"threadId": tid, "reason": str(exc)})
+                report.skip(tid, exc)
                 continue
             after = sum(
                 (root / st.dst).stat().st_size

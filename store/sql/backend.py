@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from store import codec
 from store.codex_home import SESSIONS
-from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound
+from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound, WrongState
 from store.ingest import IngestSummary, ProgressFn, ingest
 from store.rollout.framing import DEFAULT_MAX_LINE_BYTES, read_chunks
 from store.rollout.naming import validate_thread_id
@@ -442,7 +442,7 @@ class SqlThreadStore:
         from store.archive.service import archive_threads
 
         tid = validate_thread_id(thread_id)
-        _single(archive_threads(self, [tid]), tid, {"already archived"}, "no rollout found")
+        _single(archive_threads(self, [tid]), tid, "no rollout found")
         return [tid]
 
     def unarchive(self, thread_id: str) -> dict[str, Any]:
@@ -450,7 +450,7 @@ class SqlThreadStore:
         from store.archive.service import unarchive_threads
 
         tid = validate_thread_id(thread_id)
-        _single(unarchive_threads(self, [tid]), tid, {"not archived"}, "no archived rollout found")
+        _single(unarchive_threads(self, [tid]), tid, "no archived rollout found")
         return self.get_thread(tid)
 
     def delete(self, thread_id: str) -> list[str]:
@@ -458,7 +458,7 @@ class SqlThreadStore:
         from store.archive.service import delete_threads
 
         tid = validate_thread_id(thread_id)
-        _single(delete_threads(self, [tid]), tid, set(), "no rollout found")
+        _single(delete_threads(self, [tid]), tid, "no rollout found")
         return [tid]
 
     def fork(self, thread_id: str, *, last_turn_id: str | None = None) -> dict[str, Any]:
@@ -476,13 +476,17 @@ class SqlThreadStore:
         return session_response(thread, mutations.session_settings(f.path))
 
 
-def _single(report: Any, tid: str, not_found: set[str], message: str) -> None:
-    """Turn one thread's skip in an archive report into Codex's error."""
-    for skip in report.skipped:
-        reason = str(skip.get("reason", ""))
-        if reason in not_found or reason.startswith("thread not found"):
-            raise NotFound(f"{message} for thread id {tid}")
-        raise Conflict(f"thread {tid}: {reason}")
+def _single(report: Any, tid: str, message: str) -> None:
+    """Turn one thread's skip in an archive report into Codex's error.
+
+    A thread that is missing or already in the target state gets Codex's
+    "<message> for thread id <id>"; anything else (a busy file) is a Conflict.
+    """
+    exc = report.errors.get(tid)
+    if isinstance(exc, (NotFound, WrongState)):
+        raise NotFound(f"{message} for thread id {tid}")
+    if exc is not None:
+        raise Conflict(f"thread {tid}: {exc}")
 
 
 def _safe(url: str) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, t
 
 from store import codec
 from store.api.cursor import Cursor, format_millis, format_seconds, parse_cursor
-from store.errors import InvalidInput
+from store.errors import InvalidInput, InvalidParam
 from store.rollout.naming import validate_thread_id
 from store.sql import schema as s
 
@@ -111,7 +111,7 @@ def _cwd_clause(cwd: str | Sequence[str], base: str) -> ColumnElement[bool]:
     paths = []
     for entry in raw:
         if not isinstance(entry, str) or not entry or "\0" in entry:
-            raise InvalidInput(f"invalid thread/list cwd filter `{entry}`: not a path")
+            raise InvalidParam("cwd", f"invalid thread/list cwd filter `{entry}`: not a path")
         paths.append(os.path.normpath(os.path.join(base, os.path.expanduser(entry))))
     return t.c.cwd.in_(paths)
 
