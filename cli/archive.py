@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import DbOpt, HomeOpt, JsonOpt, _print_json, _store, err
+from cli.common import DbOpt, HomeOpt, JsonOpt, cli_store, err, print_json
 from store.archive import policy as pol
 from store.archive import service as svc
 from store.archive import trash as tr
@@ -22,7 +22,7 @@ trash_app = typer.Typer(help="Deleted threads: list, restore, purge.", no_args_i
 
 def _print_report(out: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     for line in out.get("recovered", []):
         err.print(f"recovered: {line}", highlight=False)
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Archive threads (Codex layout), optionally compressed or into the vault."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             f = Filters(
                 older_than_ms=parse_duration_ms(older_than) if older_than else None,
                 cwd=cwd,
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Move archived (or vaulted) threads back to sessions/YYYY/MM/DD/."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             rep = svc.unarchive_threads(st, _ids(st, ids, Filters()), dry_run=dry_run)
         _print_report(rep.to_json(), as_json)
 
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Write vaulted threads back to their files, byte for byte."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             rep = svc.restore_threads(st, _ids(st, ids, Filters()), dry_run=dry_run)
         _print_report(rep.to_json(), as_json)
 
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Move threads to the trash (restorable until purged)."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             rep = svc.delete_threads(
                 st, _ids(st, ids, Filters()), grace_ms=parse_duration_ms(grace), dry_run=dry_run
             )
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         home: HomeOpt = None,
     ) -> None:
         """Apply the retention policy (options override CODEX_HOME/rollouts-retention.toml)."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             p = pol.Policy.load(config or codex_home(home) / pol.POLICY_FILE)
             if keep_newest is not None:
                 p.keep_newest = keep_newest
@@ -148,7 +148,7 @@ def register(app: typer.Typer) -> None:
                 if val is not None:
                     setattr(p, name, parse_duration_ms(val))
             out = pol.retain(st, p, dry_run=dry_run)
-        _print_json(out)
+        print_json(out)
 
     @app.command("log")
     def log_(
@@ -159,10 +159,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """The audit log of every move, vault, restore and delete."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             rows = pol.audit_log(st, thread_id=thread, limit=limit)
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         for r in rows:
             print(
@@ -173,10 +173,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def stats(db: DbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         """Storage by project, source, month and state; tokens by model and day."""
-        with _store(db, home) as st:
+        with cli_store(db, home) as st:
             out = pol.stats(st)
         if as_json:
-            _print_json(out)
+            print_json(out)
             return
         for key in ("state", "source", "month", "project"):
             print(f"== {key}")
@@ -188,10 +188,10 @@ def register(app: typer.Typer) -> None:
 @trash_app.command("list")
 def trash_list(db: DbOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Deleted threads waiting for purge."""
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         rows = tr.trash_list(st)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for r in rows:
         print(
@@ -207,7 +207,7 @@ def trash_restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Put deleted threads back and index them again."""
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         rep = tr.trash_restore(st, resolve_ids(ids))
     _print_report(rep.to_json(), as_json)
 
@@ -222,7 +222,7 @@ def trash_purge(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove trashed threads for good (default: those past their grace period)."""
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         rep = tr.trash_purge(
             st, ids=resolve_ids(ids) if ids else None, expired_only=not all_, dry_run=dry_run
         )

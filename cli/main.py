@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
+from cli.archive import register as register_archive
+from cli.common import (
+    DbOpt,
+    HomeOpt,
+    JsonOpt,
+    cli_store,
+    err,
+    handle_errors,
+    print_json,
+    state,
+)
 from cli.search import register as register_search
 from cli.serve import serve
-from store import RolloutsError, SqlThreadStore, codec, open_store
+from cli.watch import register as register_watch
+from store import codec
 from store.config import codex_home, database_url
 from store.sql.listing import SOURCE_KINDS
 
@@ -36,68 +45,12 @@ db_app = typer.Typer(help="Database schema: upgrade, current, check.", no_args_i
 app.add_typer(db_app, name="db")
 app.command("serve")(serve)
 
-err = Console(stderr=True)
 T = TypeVar("T")
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="ROLLOUTS_DB", help="SQLAlchemy URL (default: CODEX_HOME/rollouts.sqlite)."
-    ),
-]
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--codex-home", envvar="CODEX_HOME", help="Codex home (default: ~/.codex)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-
-_debug = False
 
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
-    global _debug
-    _debug = debug
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(codec.dumps_pretty(value) + "\n")
-
-
-@contextmanager
-def _store(db: str | None, home: Path | None) -> Iterator[SqlThreadStore]:
-    with _handle_errors():
-        st = open_store(db, codex_home=home)
-    try:
-        with _handle_errors():
-            yield st
-    finally:
-        st.close()
-
-
-@contextmanager
-def _handle_errors() -> Iterator[None]:
-    try:
-        yield
-    except RolloutsError as exc:
-        if _debug:
-            raise
-        # escape: the message may hold user text with [brackets]; soft_wrap:
-        # a long path stays on one line, copyable.
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        if _debug:
-            raise
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except OperationalError as exc:
-        # The database is unreachable, refuses us, or is locked past the timeout.
-        if _debug:
-            raise
-        reason = " ".join(str(exc.orig or exc).split())
-        err.print(f"[red]error:[/red] database: {escape(reason)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    state.debug = debug
 
 
 @app.command("import")
@@ -114,13 +67,13 @@ def import_(
 ) -> None:
     """Index rollout files into the database (only what changed since last time)."""
     targets = list(paths) if paths else [codex_home(home)]
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         summary = _run_with_progress(
             lambda cb: st.ingest(targets, workers=workers, on_progress=cb), quiet=as_json
         )
     out = summary.to_json()
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     err.print(
         f"{out['files']} files, {out['threads']} threads written "
@@ -187,7 +140,7 @@ def list_(
     --provider/--source narrow it.
     """
     arch: bool | None = None if all_ else archived
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         page = st.list_threads(
             cursor=cursor,
             limit=limit,
@@ -201,7 +154,7 @@ def list_(
             include_empty=all_,
         )
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     console = Console()
     table = Table(show_header=True, header_style="bold")
@@ -230,10 +183,10 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a thread with its turns (`Thread` with `turns` filled, with --json)."""
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         thread = st.get_thread(thread_id, include_turns=True)
     if as_json:
-        _print_json(thread)
+        print_json(thread)
         return
     console = Console()
     console.print(f"[bold]{thread['name'] or thread['preview'][:100]}[/bold]", highlight=False)
@@ -269,7 +222,7 @@ def export(
     home: HomeOpt = None,
 ) -> None:
     """Write the thread's original rollout bytes, byte for byte."""
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         chunks = st.export(thread_id)
         if output is None:
             for chunk in chunks:
@@ -295,10 +248,10 @@ def skipped(
     as_json: JsonOpt = False,
 ) -> None:
     """Lines that could not be indexed, with file, line number and reason."""
-    with _store(db, home) as st:
+    with cli_store(db, home) as st:
         rows = st.skipped_lines(thread_id)
     if as_json:
-        _print_json({"data": rows})
+        print_json({"data": rows})
         return
     for r in rows:
         sys.stdout.write(f"{r['path']}:{r['line']}: {r['reason']}\n")
@@ -310,7 +263,7 @@ def db_upgrade(db: DbOpt = None, home: HomeOpt = None) -> None:
     from store.sql import migrate
     from store.sql.engine import make_engine
 
-    with _handle_errors():
+    with handle_errors():
         engine = make_engine(database_url(db, codex_home(home)))
         migrate.upgrade(engine)
         err.print(f"schema at {migrate.current_revision(engine)} (head)")
@@ -322,7 +275,7 @@ def db_current(db: DbOpt = None, home: HomeOpt = None) -> None:
     from store.sql import migrate
     from store.sql.engine import make_engine
 
-    with _handle_errors():
+    with handle_errors():
         engine = make_engine(database_url(db, codex_home(home)))
         current = migrate.current_revision(engine)
         head = migrate.head_revision()
@@ -339,7 +292,7 @@ def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
     from store.sql import migrate
     from store.sql.engine import make_engine
 
-    with _handle_errors():
+    with handle_errors():
         engine = make_engine(database_url(db, codex_home(home)))
         current = migrate.current_revision(engine)
         if current != migrate.head_revision():
@@ -353,18 +306,14 @@ def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
         err.print("schema up to date, no drift")
 
 
-register_search(app, db_app, _store, _print_json)
+register_search(app, db_app)
+register_archive(app)
+register_watch(app)
 
 
 def run() -> None:
-    from cli.archive import register
-
-    register(app)
     app()
 
 
-import cli.watch  # noqa: E402 - registers `rollouts watch`
-
 if __name__ == "__main__":
-    # `python -m cli.main`: run the app of the imported module, which holds every command.
-    cli.main.run()
+    run()

@@ -1,47 +1,26 @@
 """`rollouts search` and `rollouts db reindex`.
 
-Registered by cli.main through `register`, which hands over the app's own
-store opener and JSON printer, so both commands behave like every other one
-(errors, --db, --codex-home).
+Registered by cli.main through `register`; the store opener, options and
+JSON printer come from cli.common, so both commands behave like every other
+one (errors, --db, --codex-home).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from store import SqlThreadStore
+from cli.common import DbOpt, HomeOpt, cli_store, print_json
 from store.search import SearchFilters, SearchPage
 from store.search.when import parse_when
 
-StoreOpener = Callable[[str | None, Path | None], AbstractContextManager[SqlThreadStore]]
 
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="ROLLOUTS_DB", help="SQLAlchemy URL (default: CODEX_HOME/rollouts.sqlite)."
-    ),
-]
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--codex-home", envvar="CODEX_HOME", help="Codex home (default: ~/.codex)."),
-]
-
-
-def register(
-    app: typer.Typer,
-    db_app: typer.Typer,
-    open_store: StoreOpener,
-    print_json: Callable[[Any], None],
-) -> None:
+def register(app: typer.Typer, db_app: typer.Typer) -> None:
     """Add `search` to `app` and `reindex` to `db_app`."""
 
     @app.command("search")
@@ -82,7 +61,7 @@ def register(
         ] = False,
     ) -> None:
         """Search every item of every thread: messages, commands, output, patches, tools."""
-        with open_store(db, home) as st:
+        with cli_store(db, home) as st:
             filters = SearchFilters(
                 cwd=cwd,
                 model_provider=provider,
@@ -104,7 +83,7 @@ def register(
     @db_app.command("reindex")
     def reindex(db: DbOpt = None, home: HomeOpt = None) -> None:
         """Rebuild the search index from the stored items."""
-        with open_store(db, home) as st:
+        with cli_store(db, home) as st:
             st.reindex()
         Console(stderr=True).print("search index rebuilt")
 

@@ -1,6 +1,6 @@
 """`rollouts watch`: keep the store in step with a CODEX_HOME that Codex is writing.
 
-Registered on the main app by the import at the end of cli/main.py. The watch
+Registered on the main app by cli.main through `register`. The watch
 runs in the main thread so that Ctrl-C and SIGTERM only set a stop flag: the
 round in progress finishes its transaction and the command exits 0.
 """
@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from cli.main import DbOpt, HomeOpt, _handle_errors, _store, app, err
+from cli.common import DbOpt, HomeOpt, cli_store, err, handle_errors
 from store import codec
 from store.config import codex_home
 from store.watch import DEFAULT_POLL_INTERVAL, WatchBatch, resolve_home, watch
@@ -25,7 +25,6 @@ from store.watch import DEFAULT_POLL_INTERVAL, WatchBatch, resolve_home, watch
 _QUIET_ERRORS = ("empty file",)
 
 
-@app.command("watch")
 def watch_command(
     home_arg: Annotated[
         Path | None, typer.Argument(help="CODEX_HOME to follow (default: --codex-home).")
@@ -59,9 +58,9 @@ def watch_command(
     def on_error(exc: Exception) -> None:
         err.print(f"[red]error:[/red] {exc} (retrying)", highlight=False)
 
-    with _handle_errors():
+    with handle_errors():
         root = resolve_home(target)
-    with _store(db, root) as st:
+    with cli_store(db, root) as st:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             watch(
@@ -101,3 +100,7 @@ def _report(batch: WatchBatch, *, as_json: bool, verbose: bool) -> None:
     for e in out["error_details"]:
         if verbose or not e["error"].startswith(_QUIET_ERRORS):
             err.print(f"  {e['path']}: {e['error']}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("watch")(watch_command)

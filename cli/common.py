@@ -1,0 +1,84 @@
+"""What every `rollouts` command shares: options, the store opener, errors, output.
+
+Command modules (cli.main, cli.search, cli.archive, cli.watch, cli.serve)
+import from here and never from each other, so `python -m cli.main` and the
+`rollouts` script build the same app.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import OperationalError
+
+from store import RolloutsError, SqlThreadStore, codec, open_store
+
+err = Console(stderr=True)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="ROLLOUTS_DB", help="SQLAlchemy URL (default: CODEX_HOME/rollouts.sqlite)."
+    ),
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--codex-home", envvar="CODEX_HOME", help="Codex home (default: ~/.codex)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+class _State:
+    debug = False  # --debug: let tracebacks through
+
+
+state = _State()
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(codec.dumps_pretty(value) + "\n")
+
+
+@contextmanager
+def cli_store(db: str | None, home: Path | None) -> Iterator[SqlThreadStore]:
+    """Open the store for one command; errors become one clear line and exit 1."""
+    with handle_errors():
+        st = open_store(db, codex_home=home)
+    try:
+        with handle_errors():
+            yield st
+    finally:
+        st.close()
+
+
+def _fail(message: str) -> typer.Exit:
+    # escape: the message may hold user text with [brackets]; soft_wrap: a
+    # long path stays on one line, copyable.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    try:
+        yield
+    except RolloutsError as exc:
+        if state.debug:
+            raise
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        if state.debug:
+            raise
+        raise _fail(str(exc)) from None
+    except OperationalError as exc:
+        # The database is unreachable, refuses us, or is locked past the timeout.
+        if state.debug:
+            raise
+        raise _fail("database: " + " ".join(str(exc.orig or exc).split())) from None
