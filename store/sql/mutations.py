@@ -234,16 +234,25 @@ def append_items(st: SqlThreadStore, thread_id: str, items: list[Any]) -> int:
 # -- fork and resume ----------------------------------------------------------------
 
 
-def _cut(turns: list[dict[str, Any]], last_turn_id: str | None) -> tuple[int | None, str | None]:
-    """(first physical line not copied or None for all, id of a turn left open).
+@dataclass(frozen=True)
+class ForkPoint:
+    """Where a fork's history ends in its source's turns."""
+
+    cut_line: int | None  # first physical line of the source not copied; None: all
+    later_turns: frozenset[str]  # ids of the source's turns after the fork point
+    open_turn: str | None  # a kept turn still in progress, to close as interrupted
+
+
+def _fork_point(turns: list[dict[str, Any]], last_turn_id: str | None) -> ForkPoint:
+    """The fork point after `last_turn_id` (the whole history when None).
 
     Forking after a turn keeps everything up to the next turn's first line.
     A history that ends inside a turn gets that turn aborted, as Codex does.
     """
     visible = [r for r in turns if pages.is_shown(r)]
+    later: list[dict[str, Any]] = []
     if last_turn_id is None:
         kept = visible
-        cut = None
     else:
         match = [r for r in visible if r["turn_id"] == last_turn_id]
         if not match:
@@ -256,12 +265,15 @@ def _cut(turns: list[dict[str, Any]], last_turn_id: str | None) -> tuple[int | N
         if turn["status"] == "inProgress" and turn["is_open"] and turn is visible[-1]:
             raise InvalidInput(f"lastTurnId '{last_turn_id}' identifies an in-progress turn")
         later = [r for r in turns if r["position"] > turn["position"]]
-        cut = min(r["first_line"] for r in later) if later else None
         kept = [r for r in visible if r["position"] <= turn["position"]]
     open_turn = None
     if kept and kept[-1]["status"] == "inProgress" and kept[-1]["explicit"]:
         open_turn = kept[-1]["turn_id"]
-    return cut, open_turn
+    return ForkPoint(
+        cut_line=min(r["first_line"] for r in later) if later else None,
+        later_turns=frozenset(r["turn_id"] for r in later),
+        open_turn=open_turn,
+    )
 
 
 def _copy_until(path: Path, cut_line: int | None) -> int:
@@ -294,7 +306,9 @@ class RefPoint:
     end_ordinal: int
 
 
-def _ref_point(st: SqlThreadStore, f: ThreadFile, later: set[str], depth: int = 0) -> RefPoint:
+def _ref_point(
+    st: SqlThreadStore, f: ThreadFile, later: frozenset[str], depth: int = 0
+) -> RefPoint:
     """The history of `f` up to (not including) the first line of a turn in `later`.
 
     A reference fork shares a prefix of another thread's file. When a later
@@ -356,7 +370,8 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
     source_meta = codec.loads(meta_row[0]) if meta_row[0] else {}
     with st.engine.connect() as conn:
         turns = pages.turn_rows(conn, src.thread_id)
-    cut, open_turn = _cut(turns, last_turn_id)
+    point_in_turns = _fork_point(turns, last_turn_id)
+    open_turn = point_in_turns.open_turn
     ts = now_ms()
     new_id = writer.uuid7(ts)
     keep = {
@@ -380,11 +395,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
     copied: Iterable[bytes] = ()  # streamed from the source, never held in memory
     extra_paths: list[Path] = []
     if paginated:
-        later: set[str] = set()
-        if last_turn_id is not None:
-            pos = max(r["position"] for r in turns if r["turn_id"] == last_turn_id)
-            later = {r["turn_id"] for r in turns if r["position"] > pos}
-        point = _ref_point(st, src, later)
+        point = _ref_point(st, src, point_in_turns.later_turns)
         keep["history_base"] = {
             "thread_id": point.thread_id,
             "end_ordinal_exclusive": point.end_ordinal,
@@ -394,7 +405,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         extra_paths.extend(_base_chain(st, point.thread_id))
         ordinal: int | None = point.end_ordinal
     else:
-        copied = read_chunks(src.path, _copy_until(src.path, cut))
+        copied = read_chunks(src.path, _copy_until(src.path, point_in_turns.cut_line))
         ordinal = None
     head = session_meta(
         new_id,
