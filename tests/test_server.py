@@ -22,7 +22,8 @@ import jsonschema
 import pytest
 
 from store import open_store
-from tests.conftest import CORPUS, FIXTURES, copy_home
+from store.api.methods import EXPERIMENTAL_FIELDS, EXPERIMENTAL_METHODS, ThreadApi
+from tests.conftest import CORPUS, FIXTURES, SHARED, copy_home
 from tests.helpers import EVERY_THREAD
 from tests.rpc_client import REPO, StdioServer, serve_env
 
@@ -151,19 +152,95 @@ def test_invalid_initialize(server: StdioServer, params: Any, code: int, message
 
 
 def test_experimental_methods_need_the_capability(served_sqlite: Served) -> None:
-    tid = served_sqlite.thread_ids[0]
     with StdioServer(served_sqlite.args()) as srv:
         srv.initialize()
-        answer = srv.request("thread/turns/list", {"threadId": tid})
+        answer = srv.request("thread/search", {"searchTerm": "hello"})
         assert answer["error"] == {
             "code": -32600,
-            "message": "thread/turns/list requires experimentalApi capability",
+            "message": "thread/search requires experimentalApi capability",
         }
     with StdioServer(served_sqlite.args()) as srv:
         srv.initialize(experimentalApi=True)
-        answer = srv.request("thread/turns/list", {"threadId": tid})
-        # Past the gate: whatever ThreadApi answers, it is not the gate's refusal.
-        assert "requires experimentalApi" not in json.dumps(answer)
+        answer = srv.request("thread/search", {"searchTerm": "hello"})
+        assert "result" in answer, answer
+
+
+def test_experimental_fields_need_the_capability(served_sqlite: Served) -> None:
+    tid = served_sqlite.thread_ids[0]
+    gated = [
+        ("thread/list", {"parentThreadId": tid}, "thread/list.parentThreadId"),
+        ("thread/list", {"projectId": "p"}, "thread/list.projectId"),
+        ("thread/resume", {"threadId": tid, "path": "/x.jsonl"}, "thread/resume.path"),
+        ("thread/fork", {"threadId": tid, "beforeTurnId": "t"}, "thread/fork.beforeTurnId"),
+        (
+            "thread/items/list",
+            {"threadId": tid, "deferOutput": {"commandExecution": True}},
+            "thread/items/list.deferOutput.commandExecution",
+        ),
+    ]
+    with StdioServer(served_sqlite.args()) as srv:
+        srv.initialize()
+        for method, params, descriptor in gated:
+            answer = srv.request(method, params)
+            assert answer.get("error") == {
+                "code": -32600,
+                "message": f"{descriptor} requires experimentalApi capability",
+            }, (method, answer)
+        # Stable methods, and experimental fields sent as null, pass the gate.
+        assert "result" in srv.request("thread/turns/list", {"threadId": tid})
+        assert "result" in srv.request("thread/items/list", {"threadId": tid, "deferOutput": {}})
+        listed = srv.request("thread/list", {"parentThreadId": None, "limit": 2})
+        assert len(listed["result"]["data"]) == 2
+    with StdioServer(served_sqlite.args()) as srv:
+        srv.initialize(experimentalApi=True)
+        answer = srv.request("thread/list", {"parentThreadId": tid})
+        assert answer["result"]["data"] == []  # no thread of the corpus has that parent
+
+
+def _params_properties(kind: str, method: str) -> dict[str, set[str]] | None:
+    """Top-level and one-level-nested property names of a method's params."""
+    spec = SHARED / "spec" / "codex-app-server-0.169.0" / kind
+    requests = json.loads((spec / "ClientRequest.json").read_text())
+    refs = {
+        v["properties"]["method"]["enum"][0]: v["properties"].get("params", {}).get("$ref")
+        for v in requests["oneOf"]
+    }
+    if method not in refs:
+        return None
+    name = refs[method].rsplit("/", 1)[-1] if refs[method] else None
+    if name is None:
+        return {"": set()}
+    schema = json.loads((spec / "v2" / f"{name}.json").read_text())
+    props: dict[str, set[str]] = {"": set(schema.get("properties", {}))}
+    for field, sub in schema.get("properties", {}).items():
+        for ref in re.findall(r'"#/definitions/([^"]+)"', json.dumps(sub)):
+            nested = schema["definitions"][ref].get("properties")
+            if nested:
+                props[field] = set(nested)
+    return props
+
+
+def test_experimental_tables_match_the_0169_schema(tmp_path: Path) -> None:
+    if not (SHARED / "spec" / "codex-app-server-0.169.0").is_dir():
+        pytest.skip("../shared/spec/codex-app-server-0.169.0 is not present")
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", auto_upgrade=True) as st:
+        served = ThreadApi(st).methods
+    assert served >= EXPERIMENTAL_METHODS
+    for method in sorted(served):
+        stable = _params_properties("stable", method)
+        experimental = _params_properties("experimental", method)
+        assert experimental is not None, f"{method} is not a 0.169 method"
+        if stable is None:
+            assert method in EXPERIMENTAL_METHODS, method
+            continue
+        assert method not in EXPERIMENTAL_METHODS, method
+        fields = set()
+        for parent, names in experimental.items():
+            if parent and parent not in stable[""]:
+                continue  # inside a field that is experimental as a whole
+            for name in names - stable.get(parent, set()):
+                fields.add(f"{parent}.{name}" if parent else name)
+        assert fields == set(EXPERIMENTAL_FIELDS.get(method, ())), method
 
 
 # -- envelopes ---------------------------------------------------------------------

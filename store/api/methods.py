@@ -32,11 +32,67 @@ from store.errors import (
 from store.sql.listing import SOURCE_KINDS, ListQuery
 from store.wire import session_response
 
-# Methods Codex marks experimental: a connection must opt in with
+# Methods Codex 0.169 marks experimental: a connection must opt in with
 # `capabilities.experimentalApi` (the transport checks this).
-EXPERIMENTAL_METHODS = frozenset(
-    {"thread/turns/list", "thread/items/list", "thread/search", "thread/searchOccurrences"}
-)
+EXPERIMENTAL_METHODS = frozenset({"thread/search", "thread/searchOccurrences"})
+
+# Params fields of stable methods that 0.169 marks experimental (the fields
+# its experimental schema has and its stable schema lacks; dotted paths are
+# nested). A client that has not opted in and sends one with a non-null value
+# is refused with `<method>.<field> requires experimentalApi capability`.
+EXPERIMENTAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "thread/list": (
+        "ancestorThreadId",
+        "attachedToThreadId",
+        "includeAttachedThreads",
+        "parentThreadId",
+        "projectId",
+    ),
+    "thread/items/list": ("deferOutput.commandExecution", "deferOutput.mcpToolCall"),
+    "thread/metadata/update": ("daybreakEnabled", "projectId"),
+    "thread/fork": (
+        "attachToSource",
+        "beforeTurnId",
+        "deferGoalContinuation",
+        "experimentalDisablePredictionMcp",
+        "experimentalPredictionMode",
+        "path",
+        "permissions",
+        "runtimeWorkspaceRoots",
+    ),
+    "thread/resume": ("history", "initialTurnsPage", "path", "permissions", "runtimeWorkspaceRoots"),
+    "thread/start": (
+        "allowProviderModelFallback",
+        "daybreakEnabled",
+        "dynamicTools",
+        "environments",
+        "experimentalRawEvents",
+        "historyMode",
+        "mockExperimentalField",
+        "multiAgentMode",
+        "permissions",
+        "projectId",
+        "runtimeWorkspaceRoots",
+        "selectedCapabilityRoots",
+    ),
+}
+
+
+def experimental_use(method: str, params: Any) -> str | None:
+    """The descriptor (`method` or `method.field`) of the first experimental
+    part of a request, or None when it uses only the stable API."""
+    if method in EXPERIMENTAL_METHODS:
+        return method
+    if not isinstance(params, dict):
+        return None
+    for path in EXPERIMENTAL_FIELDS.get(method, ()):
+        value: Any = params
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return f"{method}.{path}"
+    return None
+
 
 Handler = Callable[[Params], Reply]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from store.api.methods import EXPERIMENTAL_METHODS
+from store.api.methods import experimental_use
 from store.api.rpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -352,10 +352,12 @@ class Connection:
         if self.session is None:
             await self._error(req.id, RpcError(INVALID_REQUEST, p.NOT_INITIALIZED))
             return
-        if req.method in EXPERIMENTAL_METHODS and not self.session.experimental_api:
-            msg = p.experimental_required_message(req.method)
-            await self._error(req.id, RpcError(INVALID_REQUEST, msg))
-            return
+        if not self.session.experimental_api:
+            descriptor = experimental_use(req.method, req.params)
+            if descriptor is not None:
+                msg = p.experimental_required_message(descriptor)
+                await self._error(req.id, RpcError(INVALID_REQUEST, msg))
+                return
         if not self.server.submit(_Job(self, req)):
             log.debug("%s: overloaded, refusing %s (id %r)", self.name, req.method, req.id)
             await self._error(req.id, RpcError(OVERLOADED, OVERLOADED_MESSAGE))
