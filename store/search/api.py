@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from store import codec
 from store.errors import InvalidCursor, InvalidInput
 from store.search import query as qp
-from store.search.schema import WEIGHTS, weight_value_case
+from store.search.schema import WEIGHTS, WORD_INDEX_CHARS, weight_value_case
 from store.search.snippet import Range, make_snippet, substring_matches, word_matches
 from store.sql import schema as s
 
@@ -36,6 +36,10 @@ SORTS = ("relevance", "newest")
 # A trigram index finds substrings of at least three characters; shorter ones
 # are looked for by scanning.
 TRIGRAM_MIN_CHARS = 3
+# What a word hit's snippet can reach: word matches start in the first
+# WORD_INDEX_CHARS + 1000 characters (snippet.word_matches), and a snippet
+# ends at most SNIPPET_CHARS past its first match (or at that match's end).
+WORD_SNIPPET_CHARS = WORD_INDEX_CHARS + 2000
 
 
 @dataclass(frozen=True)
@@ -92,33 +96,45 @@ class SearchPage:
 
 @dataclass
 class Matcher:
-    """How one query finds items: FROM, WHERE, score, and how to highlight."""
+    """How one query finds items: FROM, WHERE, score, and how to highlight.
+
+    `from_sql`/`where`/`score` find matching items joined with `items i` (for
+    callers that add their own conditions, e.g. thread/list's searchTerm).
+    `match_sql` finds the same items from the index alone, as rows (id, base):
+    search() ranks and filters them with per-row lookups, so the planner
+    never scans `items`; the score is `base`, times the item type's weight
+    when `weighted`.
+    """
 
     from_sql: str
     where: str
     score: str
     params: dict[str, Any]
+    match_sql: str = ""
+    weighted: bool = True
     words: qp.WordQuery | None = None
     needle: str | None = None
 
-    def ranges(self, body: str) -> list[Range]:
+    def ranges(self, body: str, snippet_only: bool = False) -> list[Range]:
         if self.words is not None:
-            return word_matches(body, self.words)
+            return word_matches(body, self.words, snippet_only)
         assert self.needle is not None
-        return substring_matches(body, self.needle)
+        return substring_matches(body, self.needle, snippet_only)
 
 
 def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
     """The SQL that finds the items matching `query` on `dialect`."""
+    weight = weight_value_case("i.item_type")
     if substring:
         needle = qp.check_text(query)
-        weight = weight_value_case("i.item_type")
         if dialect == "postgresql":
+            where = "i.search_text ILIKE :srch_pat"
             return Matcher(
                 "items i",
-                "i.search_text ILIKE :srch_pat",
+                where,
                 weight,
                 {"srch_pat": qp.like_pattern(needle)},
+                match_sql=f"SELECT i.id AS id, 1.0::float8 AS base FROM items i WHERE {where}",
                 needle=needle,
             )
         if len(needle) >= TRIGRAM_MIN_CHARS:
@@ -127,31 +143,41 @@ def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
                 "search_trigrams MATCH :srch_q",
                 weight,
                 {"srch_q": qp.fts5_literal(needle)},
+                match_sql="SELECT rowid AS id, 1.0 AS base FROM search_trigrams"
+                " WHERE search_trigrams MATCH :srch_q",
                 needle=needle,
             )
+        where = "i.search_text LIKE :srch_pat ESCAPE '\\'"
         return Matcher(
             "items i",
-            "i.search_text LIKE :srch_pat ESCAPE '\\'",
+            where,
             weight,
             {"srch_pat": qp.like_pattern(needle)},
+            match_sql=f"SELECT i.id AS id, 1.0 AS base FROM items i WHERE {where}",
             needle=needle,
         )
     words = qp.parse_words(query)
     if dialect == "postgresql":
         w = WEIGHTS
         arr = f"'{{{w['D']},{w['C']},{w['B']},{w['A']}}}'::float4[]"
+        rank = f"ts_rank({arr}, w.tsv, to_tsquery('simple', :srch_q))::float8"
+        where = "w.tsv @@ to_tsquery('simple', :srch_q)"
         return Matcher(
             "search_words w JOIN items i ON i.id = w.id",
-            "w.tsv @@ to_tsquery('simple', :srch_q)",
-            f"ts_rank({arr}, w.tsv, to_tsquery('simple', :srch_q))::float8",
+            where,
+            rank,
             {"srch_q": qp.tsquery(words)},
+            match_sql=f"SELECT w.id AS id, {rank} AS base FROM search_words w WHERE {where}",
+            weighted=False,  # the tsvector's labels carry the weights
             words=words,
         )
     return Matcher(
         "search_words JOIN items i ON i.id = search_words.rowid",
         "search_words MATCH :srch_q",
-        f"(-bm25(search_words) * {weight_value_case('i.item_type')})",
+        f"(-bm25(search_words) * {weight})",
         {"srch_q": qp.fts5_query(words)},
+        match_sql="SELECT rowid AS id, -bm25(search_words) AS base FROM search_words"
+        " WHERE search_words MATCH :srch_q",
         words=words,
     )
 
@@ -218,6 +244,54 @@ def _decode_cursor(cursor: str, fp: str) -> tuple[float | int, int]:
     return value, item_id
 
 
+# Covering indexes for the per-match lookups on SQLite (migration 0005): the
+# matches' item type, thread and time, and the thread's filter columns, from
+# narrow index pages instead of the wide rows.
+SQLITE_ITEMS_INDEX = "search_items_lookup"
+SQLITE_THREADS_INDEX = "search_threads_lookup"
+
+
+def page_sql(dialect: str, m: Matcher, conds: list[str], key: str, outer: str) -> str:
+    """One page of (id, score, ts), best or newest first.
+
+    The index finds the matches (`m.match_sql`); each is then looked up by
+    primary key in `items` and `threads` for its weight, time and filters.
+    On PostgreSQL the matches are a MATERIALIZED CTE and the lookups a LATERAL
+    subquery (OFFSET 0 keeps it from being flattened), so the plan is the same
+    with or without table statistics: without them the planner otherwise
+    scans all of `items` and hash-joins it.
+    """
+
+    def score(item_type: str) -> str:
+        return f"m.base * {weight_value_case(item_type)}" if m.weighted else "m.base"
+
+    if dialect == "postgresql":
+        where = " AND ".join(["i.id = m.id", *conds])
+        return f"""
+        WITH m AS MATERIALIZED ({m.match_sql})
+        SELECT h.* FROM (
+            SELECT m.id AS id, {score("x.item_type")} AS score, x.ts AS ts
+            FROM m CROSS JOIN LATERAL (
+                SELECT i.item_type, COALESCE(i.created_at_ms, t.created_at_ms) AS ts
+                FROM items i JOIN threads t ON t.id = i.thread_id
+                WHERE {where} OFFSET 0
+            ) x
+        ) h {outer}
+        ORDER BY h.{key} DESC, h.id DESC
+        LIMIT :lim"""
+    return f"""
+        SELECT h.* FROM (
+            SELECT m.id AS id, {score("i.item_type")} AS score,
+                   COALESCE(i.created_at_ms, t.created_at_ms) AS ts
+            FROM ({m.match_sql}) m
+            JOIN items i INDEXED BY {SQLITE_ITEMS_INDEX} ON i.id = m.id
+            JOIN threads t INDEXED BY {SQLITE_THREADS_INDEX} ON t.id = i.thread_id
+            WHERE {" AND ".join(conds) or "1"}
+        ) h {outer}
+        ORDER BY h.{key} DESC, h.id DESC
+        LIMIT :lim"""
+
+
 def search(
     engine: Engine,
     query: str,
@@ -244,16 +318,7 @@ def search(
         value, after = _decode_cursor(cursor, fp)
         outer = f"WHERE h.{key} < :cv OR (h.{key} = :cv AND h.id < :cid)"
         params.update(cv=value, cid=after)
-    where = " AND ".join([m.where, *conds])
-    sql = f"""
-        SELECT h.* FROM (
-            SELECT i.id AS id, {m.score} AS score,
-                   COALESCE(i.created_at_ms, t.created_at_ms) AS ts
-            FROM {m.from_sql} JOIN threads t ON t.id = i.thread_id
-            WHERE {where}
-        ) h {outer}
-        ORDER BY h.{key} DESC, h.id DESC
-        LIMIT :lim"""
+    sql = page_sql(engine.dialect.name, m, conds, key, outer)
     params["lim"] = n + 1
     with engine.connect() as conn:
         rows = conn.execute(text(sql), params).all()
@@ -275,6 +340,12 @@ def _hits(
     if not rows:
         return []
     i, t, tu, nm = s.items, s.threads, s.turns, s.thread_names
+    # Word matches lie in the indexed head of the text: read only that much
+    # (and the length, for the snippet's trailing ellipsis), not a whole
+    # multi-megabyte command output.
+    body = (
+        i.c.search_text if m.words is None else func.substr(i.c.search_text, 1, WORD_SNIPPET_CHARS)
+    )
     q = (
         select(
             i.c.id,
@@ -282,7 +353,8 @@ def _hits(
             i.c.item_id,
             i.c.item_type,
             i.c.position,
-            i.c.search_text,
+            body.label("body"),
+            func.length(i.c.search_text).label("size"),
             tu.c.turn_id,
             t.c.preview,
             t.c.cwd,
@@ -299,7 +371,7 @@ def _hits(
         r = by_id.get(item_pk)
         if r is None:
             continue  # deleted between the two statements
-        snippet, ranges = make_snippet(r.search_text, m.ranges(r.search_text))
+        snippet, ranges = make_snippet(r.body, m.ranges(r.body, True), size=r.size)
         out.append(
             SearchHit(
                 thread_id=r.thread_id,
