@@ -37,35 +37,44 @@ def word_matches(text: str, query: WordQuery, snippet_only: bool = False) -> lis
     the result is the prefix of the full list that make_snippet uses, so a hit
     in a long command output costs its first matches, not the whole text.
     """
-    found = WORD_RE.finditer(text[: WORD_INDEX_CHARS + 1000])
-    tokens: list[tuple[int, int, str]] = []
-    out: list[Range] = []
     terms = query.positive
-    longest = max(len(t.words) for t in terms)
-    limit: int | None = None
-    i = 0
-    while True:
-        # Read tokens lazily: as many as the longest term needs from here.
-        while len(tokens) < i + longest:
+    # A term can start only at a token equal to its first word (or starting
+    # with it, for a one-word prefix term): most tokens fail one set lookup.
+    firsts = {t.words[0] for t in terms if len(t.words) > 1 or not t.prefix}
+    prefixes = tuple(t.words[0] for t in terms if len(t.words) == 1 and t.prefix)
+    found = WORD_RE.finditer(text[: WORD_INDEX_CHARS + 1000])
+    tokens: list[tuple[int, int, str]] = []  # read lazily: (start, end, lowercased)
+
+    def have(count: int) -> bool:
+        while len(tokens) < count:
             m = next(found, None)
             if m is None:
-                break
+                return False
             tokens.append((m.start(), m.end(), m.group().lower()))
-        if i >= len(tokens) or (limit is not None and tokens[i][0] >= limit):
-            return out
-        for term in terms:
-            n = len(term.words)
-            if i + n > len(tokens):
-                continue
-            window = tokens[i : i + n]
-            if all(tok[2] == w for tok, w in zip(window[:-1], term.words[:-1], strict=True)):
-                last, want = window[-1][2], term.words[-1]
-                if last == want or (term.prefix and last.startswith(want)):
-                    out.append((window[0][0], window[-1][1]))
-                    if snippet_only and limit is None:
-                        limit = snippet_limit(out[0])
-                    break
+        return True
+
+    out: list[Range] = []
+    limit: int | None = None
+    i = 0
+    while have(i + 1):
+        start, _, tok = tokens[i]
+        if limit is not None and start >= limit:
+            break
+        if tok in firsts or (prefixes and tok.startswith(prefixes)):
+            for term in terms:
+                n = len(term.words)
+                if not have(i + n):
+                    continue
+                window = tokens[i : i + n]
+                if all(t[2] == w for t, w in zip(window[:-1], term.words[:-1], strict=True)):
+                    last, want = window[-1][2], term.words[-1]
+                    if last == want or (term.prefix and last.startswith(want)):
+                        out.append((start, window[-1][1]))
+                        if snippet_only and limit is None:
+                            limit = snippet_limit(out[0])
+                        break
         i += 1
+    return out
 
 
 def substring_matches(text: str, needle: str, snippet_only: bool = False) -> list[Range]:
