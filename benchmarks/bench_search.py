@@ -13,12 +13,17 @@
    word, phrase, prefix and substring queries, each without and with filters
    (active threads, last 180 days, user and agent messages), over a rotation
    of terms; prints p50/p99 in ms, the index size and its ratio to the corpus.
+   `cpu p50` is the median CPU time of this process's thread per search: on
+   SQLite that is the query's own work, and it is far less disturbed than the
+   wall time when the machine is shared (on PostgreSQL the server's work is
+   not in it).
 
 --pool: time the queries through a SQLite engine that keeps its connection
 (a QueuePool in place of the engine's NullPool, with the same connect hooks),
 to show what reusing connections saves: a new SQLite connection per search
 starts with a cold page cache and checkpoints the WAL when it closes.
 --skip-import-cost: import once, with the index (no second import without it).
+--db URL: only time the queries, on an existing store.
 """
 
 from __future__ import annotations
@@ -92,15 +97,17 @@ def time_queries(url: str, runs: int, *, pool: bool = False) -> dict[str, dict[s
             for label, filters in (("", SearchFilters()), (" +filters", _filters())):
                 for t in terms:  # warm-up
                     st.search(t, substring=substring, filters=filters)
-                times, hits = [], 0
+                times, cpu, hits = [], [], 0
                 for n in range(runs):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     page = st.search(terms[n % len(terms)], substring=substring, filters=filters)
                     times.append((time.perf_counter() - t0) * 1000)
+                    cpu.append((time.thread_time() - c0) * 1000)
                     hits += len(page.hits)
                 out[kind + label] = {
                     "p50_ms": statistics.median(times),
                     "p99_ms": _pct(times, 0.99),
+                    "cpu_p50_ms": statistics.median(cpu),
                     "avg_hits": hits / runs,
                 }
     return out
@@ -179,9 +186,18 @@ def report(
         print(
             f"index {index_bytes / MB:.1f} MB = {index_bytes / size:.2f} x corpus ({size / MB:.1f} MB)"
         )
-    print(f"{'query':22} {'p50 ms':>8} {'p99 ms':>8} {'hits':>6}")
+    report_queries("", q)
+
+
+def report_queries(title: str, q: dict[str, Any]) -> None:
+    if title:
+        print(f"\n== {title}")
+    print(f"{'query':22} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'hits':>6}")
     for kind, v in q.items():
-        print(f"{kind:22} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['avg_hits']:6.1f}")
+        print(
+            f"{kind:22} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['cpu_p50_ms']:8.2f}"
+            f" {v['avg_hits']:6.1f}"
+        )
 
 
 def main() -> None:
@@ -195,7 +211,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pool", action="store_true", help="reuse SQLite connections (see above)")
     ap.add_argument("--skip-import-cost", action="store_true", help="import once, with the index")
+    ap.add_argument(
+        "--db",
+        help="time the queries on this existing store only (no corpus, no import), "
+        "e.g. to repeat runs or compare two versions on the same data",
+    )
     a = ap.parse_args()
+    if a.db:
+        report_queries(f"queries on {a.db}", time_queries(a.db, a.runs, pool=a.pool))
+        return
     home = ensure_corpus(a.shared, a.sessions, a.shared / "corpus", a.seed)
     files, size = corpus_stats(home)
     print(f"corpus: {files} files, {size / MB:.1f} MB")

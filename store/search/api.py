@@ -103,7 +103,8 @@ class Matcher:
     `match_sql` finds the same items from the index alone, as rows (id, base):
     search() ranks and filters them with per-row lookups, so the planner
     never scans `items`; the score is `base`, times the item type's weight
-    when `weighted`.
+    when `weighted`. With `item_columns` the rows also carry the item's
+    item_type, thread_id and created_at_ms (the match read `items` itself).
     """
 
     from_sql: str
@@ -112,6 +113,7 @@ class Matcher:
     params: dict[str, Any]
     match_sql: str = ""
     weighted: bool = True
+    item_columns: bool = False
     words: qp.WordQuery | None = None
     needle: str | None = None
 
@@ -134,7 +136,9 @@ def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
                 where,
                 weight,
                 {"srch_pat": qp.like_pattern(needle)},
-                match_sql=f"SELECT i.id AS id, 1.0::float8 AS base FROM items i WHERE {where}",
+                match_sql="SELECT i.id AS id, 1.0::float8 AS base, i.item_type, i.thread_id,"
+                f" i.created_at_ms FROM items i WHERE {where}",
+                item_columns=True,
                 needle=needle,
             )
         if len(needle) >= TRIGRAM_MIN_CHARS:
@@ -260,9 +264,17 @@ def page_sql(dialect: str, m: Matcher, conds: list[str], key: str, outer: str) -
     the matches are a MATERIALIZED CTE and the item lookup a LATERAL subquery
     (OFFSET 0 keeps it from being flattened), so the plan is the same with or
     without table statistics: without them (autovacuum off, a fresh import)
-    the planner otherwise scans all of `items` to hash-join it.
+    the planner otherwise scans all of `items` to hash-join it. A substring
+    match reads `items` itself and carries the item's columns along.
     """
-    if dialect == "postgresql":
+    if dialect == "postgresql" and m.item_columns:
+        head = f"WITH m AS MATERIALIZED ({m.match_sql})"
+        # the item columns under the name the filters use
+        source = """m CROSS JOIN LATERAL (
+                SELECT m.id, m.item_type, m.thread_id, m.created_at_ms
+            ) i
+            JOIN threads t ON t.id = i.thread_id"""
+    elif dialect == "postgresql":
         head = f"WITH m AS MATERIALIZED ({m.match_sql})"
         source = """m CROSS JOIN LATERAL (
                 SELECT i.id, i.item_type, i.thread_id, i.created_at_ms
