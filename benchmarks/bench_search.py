@@ -13,6 +13,17 @@
    word, phrase, prefix and substring queries, each without and with filters
    (active threads, last 180 days, user and agent messages), over a rotation
    of terms; prints p50/p99 in ms, the index size and its ratio to the corpus.
+   `cpu p50` is the median CPU time of this process's thread per search: on
+   SQLite that is the query's own work, and it is far less disturbed than the
+   wall time when the machine is shared (on PostgreSQL the server's work is
+   not in it).
+
+--pool: time the queries through a SQLite engine that keeps its connection
+(a QueuePool in place of the engine's NullPool, with the same connect hooks),
+to show what reusing connections saves: a new SQLite connection per search
+starts with a cold page cache and checkpoints the WAL when it closes.
+--skip-import-cost: import once, with the index (no second import without it).
+--db URL: only time the queries, on an existing store.
 """
 
 from __future__ import annotations
@@ -32,12 +43,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_import import DEFAULT_SHARED, corpus_stats, ensure_corpus, sqlite_size  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.pool import NullPool, QueuePool  # noqa: E402
 
-from store import open_store  # noqa: E402
+from store import SqlThreadStore, open_store  # noqa: E402
 from store.search import SearchFilters  # noqa: E402
 from store.search import schema as search_schema  # noqa: E402
 from store.search.when import parse_when  # noqa: E402
-from store.sql.engine import write_tx  # noqa: E402
+from store.sql.engine import make_engine, write_tx  # noqa: E402
 
 MB = 1_000_000
 QUERIES: dict[str, tuple[bool, list[str]]] = {
@@ -61,22 +74,40 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-def time_queries(url: str, runs: int) -> dict[str, dict[str, float]]:
+def pooled_engine(url: str) -> Engine:
+    """The store's engine for `url`, with a connection pool if it has none."""
+    engine = make_engine(url)
+    old = engine.pool
+    if isinstance(old, NullPool):
+        engine.pool = QueuePool(
+            old._creator,  # the same connect hooks (PRAGMAs) as the store
+            pool_size=1,
+            max_overflow=4,
+            _dispatch=old.dispatch,
+            dialect=old._dialect,
+        )
+    return engine
+
+
+def time_queries(url: str, runs: int, *, pool: bool = False) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    with open_store(url) as st:
+    engine = pooled_engine(url) if pool else None
+    with SqlThreadStore(url, engine=engine) as st:
         for kind, (substring, terms) in QUERIES.items():
             for label, filters in (("", SearchFilters()), (" +filters", _filters())):
                 for t in terms:  # warm-up
                     st.search(t, substring=substring, filters=filters)
-                times, hits = [], 0
+                times, cpu, hits = [], [], 0
                 for n in range(runs):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     page = st.search(terms[n % len(terms)], substring=substring, filters=filters)
                     times.append((time.perf_counter() - t0) * 1000)
+                    cpu.append((time.thread_time() - c0) * 1000)
                     hits += len(page.hits)
                 out[kind + label] = {
                     "p50_ms": statistics.median(times),
                     "p99_ms": _pct(times, 0.99),
+                    "cpu_p50_ms": statistics.median(cpu),
                     "avg_hits": hits / runs,
                 }
     return out
@@ -133,24 +164,40 @@ def sqlite_index_bytes(path: Path) -> int:
         conn.close()
 
 
+def _import_modes(skip_import_cost: bool) -> tuple[bool, ...]:
+    return (True,) if skip_import_cost else (False, True)
+
+
 def report(
     name: str, size: int, imports: dict[str, Any], index_bytes: int, q: dict[str, Any]
 ) -> None:
-    cost = imports["with_index"]["ingest_s"] - imports["without_index"]["ingest_s"]
     print(f"\n== {name}")
-    print(
-        f"import without index {imports['without_index']['ingest_s']:.2f} s, "
-        f"with index {imports['with_index']['ingest_s']:.2f} s (+{cost:.2f} s, "
-        f"{100 * cost / imports['without_index']['ingest_s']:.0f}%), "
-        f"reindex {imports['without_index']['reindex_s']:.2f} s"
-    )
+    if "without_index" in imports:
+        cost = imports["with_index"]["ingest_s"] - imports["without_index"]["ingest_s"]
+        print(
+            f"import without index {imports['without_index']['ingest_s']:.2f} s, "
+            f"with index {imports['with_index']['ingest_s']:.2f} s (+{cost:.2f} s, "
+            f"{100 * cost / imports['without_index']['ingest_s']:.0f}%), "
+            f"reindex {imports['without_index']['reindex_s']:.2f} s"
+        )
+    else:
+        print(f"import with index {imports['with_index']['ingest_s']:.2f} s")
     if index_bytes >= 0:
         print(
             f"index {index_bytes / MB:.1f} MB = {index_bytes / size:.2f} x corpus ({size / MB:.1f} MB)"
         )
-    print(f"{'query':22} {'p50 ms':>8} {'p99 ms':>8} {'hits':>6}")
+    report_queries("", q)
+
+
+def report_queries(title: str, q: dict[str, Any]) -> None:
+    if title:
+        print(f"\n== {title}")
+    print(f"{'query':22} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'hits':>6}")
     for kind, v in q.items():
-        print(f"{kind:22} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['avg_hits']:6.1f}")
+        print(
+            f"{kind:22} {v['p50_ms']:8.2f} {v['p99_ms']:8.2f} {v['cpu_p50_ms']:8.2f}"
+            f" {v['avg_hits']:6.1f}"
+        )
 
 
 def main() -> None:
@@ -162,18 +209,28 @@ def main() -> None:
     ap.add_argument("--postgres", default=os.environ.get("ROLLOUTS_TEST_POSTGRES_URL"))
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pool", action="store_true", help="reuse SQLite connections (see above)")
+    ap.add_argument("--skip-import-cost", action="store_true", help="import once, with the index")
+    ap.add_argument(
+        "--db",
+        help="time the queries on this existing store only (no corpus, no import), "
+        "e.g. to repeat runs or compare two versions on the same data",
+    )
     a = ap.parse_args()
+    if a.db:
+        report_queries(f"queries on {a.db}", time_queries(a.db, a.runs, pool=a.pool))
+        return
     home = ensure_corpus(a.shared, a.sessions, a.shared / "corpus", a.seed)
     files, size = corpus_stats(home)
     print(f"corpus: {files} files, {size / MB:.1f} MB")
     with tempfile.TemporaryDirectory(prefix="rollouts-bench-search-") as tmp:
         imports: dict[str, Any] = {}
-        for with_index in (False, True):
+        for with_index in _import_modes(a.skip_import_cost):
             path = Path(tmp) / f"{'idx' if with_index else 'noidx'}.sqlite"
             key = "with_index" if with_index else "without_index"
             imports[key] = import_timed(f"sqlite:///{path}", home, with_index=with_index)
         path = Path(tmp) / "idx.sqlite"
-        q = time_queries(f"sqlite:///{path}", a.runs)
+        q = time_queries(f"sqlite:///{path}", a.runs, pool=a.pool)
         report("SQLite", size, imports, sqlite_index_bytes(path), q)
         print(f"(database file {sqlite_size(path) / MB:.1f} MB)")
     if a.postgres:
@@ -184,7 +241,7 @@ def main() -> None:
         imports = {}
         names = []
         try:
-            for with_index in (False, True):
+            for with_index in _import_modes(a.skip_import_cost):
                 name = f"rollouts_bench_search_{uuid.uuid4().hex[:8]}"
                 names.append(name)
                 with psycopg.connect(admin, autocommit=True) as c:

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from store import codec
 from store.errors import InvalidCursor, InvalidInput
 from store.search import query as qp
-from store.search.schema import WEIGHTS, weight_value_case
+from store.search.schema import WEIGHTS, WORD_INDEX_CHARS, weight_value_case
 from store.search.snippet import Range, make_snippet, substring_matches, word_matches
 from store.sql import schema as s
 
@@ -36,6 +36,10 @@ SORTS = ("relevance", "newest")
 # A trigram index finds substrings of at least three characters; shorter ones
 # are looked for by scanning.
 TRIGRAM_MIN_CHARS = 3
+# What a word hit's snippet can reach: word matches start in the first
+# WORD_INDEX_CHARS + 1000 characters (snippet.word_matches), and a snippet
+# ends at most SNIPPET_CHARS past its first match (or at that match's end).
+WORD_SNIPPET_CHARS = WORD_INDEX_CHARS + 2000
 
 
 @dataclass(frozen=True)
@@ -92,33 +96,49 @@ class SearchPage:
 
 @dataclass
 class Matcher:
-    """How one query finds items: FROM, WHERE, score, and how to highlight."""
+    """How one query finds items: FROM, WHERE, score, and how to highlight.
+
+    `from_sql`/`where`/`score` find matching items joined with `items i` (for
+    callers that add their own conditions, e.g. thread/list's searchTerm).
+    `match_sql` finds the same items from the index alone, as rows (id, base):
+    search() ranks and filters them with per-row lookups, so the planner
+    never scans `items`; the score is `base`, times the item type's weight
+    when `weighted`. With `item_columns` the rows also carry the item's
+    item_type, thread_id and created_at_ms (the match read `items` itself).
+    """
 
     from_sql: str
     where: str
     score: str
     params: dict[str, Any]
+    match_sql: str = ""
+    weighted: bool = True
+    item_columns: bool = False
     words: qp.WordQuery | None = None
     needle: str | None = None
 
-    def ranges(self, body: str) -> list[Range]:
+    def ranges(self, body: str, snippet_only: bool = False) -> list[Range]:
         if self.words is not None:
-            return word_matches(body, self.words)
+            return word_matches(body, self.words, snippet_only)
         assert self.needle is not None
-        return substring_matches(body, self.needle)
+        return substring_matches(body, self.needle, snippet_only)
 
 
 def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
     """The SQL that finds the items matching `query` on `dialect`."""
+    weight = weight_value_case("i.item_type")
     if substring:
         needle = qp.check_text(query)
-        weight = weight_value_case("i.item_type")
         if dialect == "postgresql":
+            where = "i.search_text ILIKE :srch_pat"
             return Matcher(
                 "items i",
-                "i.search_text ILIKE :srch_pat",
+                where,
                 weight,
                 {"srch_pat": qp.like_pattern(needle)},
+                match_sql="SELECT i.id AS id, 1.0::float8 AS base, i.item_type, i.thread_id,"
+                f" i.created_at_ms FROM items i WHERE {where}",
+                item_columns=True,
                 needle=needle,
             )
         if len(needle) >= TRIGRAM_MIN_CHARS:
@@ -127,31 +147,41 @@ def matcher(dialect: str, query: str, *, substring: bool) -> Matcher:
                 "search_trigrams MATCH :srch_q",
                 weight,
                 {"srch_q": qp.fts5_literal(needle)},
+                match_sql="SELECT rowid AS id, 1.0 AS base FROM search_trigrams"
+                " WHERE search_trigrams MATCH :srch_q",
                 needle=needle,
             )
+        where = "i.search_text LIKE :srch_pat ESCAPE '\\'"
         return Matcher(
             "items i",
-            "i.search_text LIKE :srch_pat ESCAPE '\\'",
+            where,
             weight,
             {"srch_pat": qp.like_pattern(needle)},
+            match_sql=f"SELECT i.id AS id, 1.0 AS base FROM items i WHERE {where}",
             needle=needle,
         )
     words = qp.parse_words(query)
     if dialect == "postgresql":
         w = WEIGHTS
         arr = f"'{{{w['D']},{w['C']},{w['B']},{w['A']}}}'::float4[]"
+        rank = f"ts_rank({arr}, w.tsv, to_tsquery('simple', :srch_q))::float8"
+        where = "w.tsv @@ to_tsquery('simple', :srch_q)"
         return Matcher(
             "search_words w JOIN items i ON i.id = w.id",
-            "w.tsv @@ to_tsquery('simple', :srch_q)",
-            f"ts_rank({arr}, w.tsv, to_tsquery('simple', :srch_q))::float8",
+            where,
+            rank,
             {"srch_q": qp.tsquery(words)},
+            match_sql=f"SELECT w.id AS id, {rank} AS base FROM search_words w WHERE {where}",
+            weighted=False,  # the tsvector's labels carry the weights
             words=words,
         )
     return Matcher(
         "search_words JOIN items i ON i.id = search_words.rowid",
         "search_words MATCH :srch_q",
-        f"(-bm25(search_words) * {weight_value_case('i.item_type')})",
+        f"(-bm25(search_words) * {weight})",
         {"srch_q": qp.fts5_query(words)},
+        match_sql="SELECT rowid AS id, -bm25(search_words) AS base FROM search_words"
+        " WHERE search_words MATCH :srch_q",
         words=words,
     )
 
@@ -218,6 +248,56 @@ def _decode_cursor(cursor: str, fp: str) -> tuple[float | int, int]:
     return value, item_id
 
 
+# Covering indexes for the per-match lookups on SQLite (migration 0005): the
+# matches' item type, thread and time, and the thread's filter columns, from
+# narrow index pages instead of the wide rows.
+SQLITE_ITEMS_INDEX = "search_items_lookup"
+SQLITE_THREADS_INDEX = "search_threads_lookup"
+
+
+def page_sql(dialect: str, m: Matcher, conds: list[str], key: str, outer: str) -> str:
+    """One page of (id, score, ts), best or newest first.
+
+    The index finds the matches (`m.match_sql`); each is then looked up by
+    primary key in `items` (its weight, time and thread) and `threads`.
+    SQLite reads both from covering indexes (migration 0005). On PostgreSQL
+    the matches are a MATERIALIZED CTE and the item lookup a LATERAL subquery
+    (OFFSET 0 keeps it from being flattened), so the plan is the same with or
+    without table statistics: without them (autovacuum off, a fresh import)
+    the planner otherwise scans all of `items` to hash-join it. A substring
+    match reads `items` itself and carries the item's columns along.
+    """
+    if dialect == "postgresql" and m.item_columns:
+        head = f"WITH m AS MATERIALIZED ({m.match_sql})"
+        # the item columns under the name the filters use
+        source = """m CROSS JOIN LATERAL (
+                SELECT m.id, m.item_type, m.thread_id, m.created_at_ms
+            ) i
+            JOIN threads t ON t.id = i.thread_id"""
+    elif dialect == "postgresql":
+        head = f"WITH m AS MATERIALIZED ({m.match_sql})"
+        source = """m CROSS JOIN LATERAL (
+                SELECT i.id, i.item_type, i.thread_id, i.created_at_ms
+                FROM items i WHERE i.id = m.id OFFSET 0
+            ) i
+            JOIN threads t ON t.id = i.thread_id"""
+    else:
+        head = ""
+        source = f"""({m.match_sql}) m
+            JOIN items i INDEXED BY {SQLITE_ITEMS_INDEX} ON i.id = m.id
+            JOIN threads t INDEXED BY {SQLITE_THREADS_INDEX} ON t.id = i.thread_id"""
+    score = f"m.base * {weight_value_case('i.item_type')}" if m.weighted else "m.base"
+    return f"""{head}
+        SELECT h.* FROM (
+            SELECT m.id AS id, {score} AS score,
+                   COALESCE(i.created_at_ms, t.created_at_ms) AS ts
+            FROM {source}
+            WHERE {" AND ".join(conds) or "1 = 1"}
+        ) h {outer}
+        ORDER BY h.{key} DESC, h.id DESC
+        LIMIT :lim"""
+
+
 def search(
     engine: Engine,
     query: str,
@@ -244,18 +324,14 @@ def search(
         value, after = _decode_cursor(cursor, fp)
         outer = f"WHERE h.{key} < :cv OR (h.{key} = :cv AND h.id < :cid)"
         params.update(cv=value, cid=after)
-    where = " AND ".join([m.where, *conds])
-    sql = f"""
-        SELECT h.* FROM (
-            SELECT i.id AS id, {m.score} AS score,
-                   COALESCE(i.created_at_ms, t.created_at_ms) AS ts
-            FROM {m.from_sql} JOIN threads t ON t.id = i.thread_id
-            WHERE {where}
-        ) h {outer}
-        ORDER BY h.{key} DESC, h.id DESC
-        LIMIT :lim"""
+    sql = page_sql(engine.dialect.name, m, conds, key, outer)
     params["lim"] = n + 1
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # A search is a short query whose cost estimate can be high (a
+            # common word's matches): compiling it with JIT costs more than it
+            # saves (30-40 ms on "please look", 37,000 matches).
+            conn.exec_driver_sql("SET LOCAL jit = off")
         rows = conn.execute(text(sql), params).all()
         more = len(rows) > n
         rows = rows[:n]
@@ -275,6 +351,12 @@ def _hits(
     if not rows:
         return []
     i, t, tu, nm = s.items, s.threads, s.turns, s.thread_names
+    # Word matches lie in the indexed head of the text: read only that much
+    # (and the length, for the snippet's trailing ellipsis), not a whole
+    # multi-megabyte command output.
+    body = (
+        i.c.search_text if m.words is None else func.substr(i.c.search_text, 1, WORD_SNIPPET_CHARS)
+    )
     q = (
         select(
             i.c.id,
@@ -282,7 +364,8 @@ def _hits(
             i.c.item_id,
             i.c.item_type,
             i.c.position,
-            i.c.search_text,
+            body.label("body"),
+            func.length(i.c.search_text).label("size"),
             tu.c.turn_id,
             t.c.preview,
             t.c.cwd,
@@ -299,7 +382,7 @@ def _hits(
         r = by_id.get(item_pk)
         if r is None:
             continue  # deleted between the two statements
-        snippet, ranges = make_snippet(r.search_text, m.ranges(r.search_text))
+        snippet, ranges = make_snippet(r.body, m.ranges(r.body, True), size=r.size)
         out.append(
             SearchHit(
                 thread_id=r.thread_id,

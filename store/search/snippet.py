@@ -21,37 +21,87 @@ _BLANKS = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
 Range = tuple[int, int]
 
 
-def word_matches(text: str, query: WordQuery) -> list[Range]:
-    """Where the query's wanted terms occur (the indexed part of the text)."""
-    tokens = [
-        (m.start(), m.end(), m.group().lower())
-        for m in WORD_RE.finditer(text[: WORD_INDEX_CHARS + 1000])
-    ]
-    out: list[Range] = []
+def snippet_limit(first: Range, width: int = SNIPPET_CHARS) -> int:
+    """An offset past which no match can show in the snippet around `first`.
+
+    make_snippet keeps matches that start before its end, and its end is at
+    most the later of `first`'s end and `width` past where the snippet starts.
+    """
+    return max(first[1], max(0, first[0] - CONTEXT_BEFORE) + width)
+
+
+def word_matches(text: str, query: WordQuery, snippet_only: bool = False) -> list[Range]:
+    """Where the query's wanted terms occur (the indexed part of the text).
+
+    With `snippet_only`, stop reading past the snippet around the first match:
+    the result is the prefix of the full list that make_snippet uses, so a hit
+    in a long command output costs its first matches, not the whole text.
+    """
     terms = query.positive
-    for i in range(len(tokens)):
-        for term in terms:
-            n = len(term.words)
-            if i + n > len(tokens):
-                continue
-            window = tokens[i : i + n]
-            if all(tok[2] == w for tok, w in zip(window[:-1], term.words[:-1], strict=True)):
-                last, want = window[-1][2], term.words[-1]
-                if last == want or (term.prefix and last.startswith(want)):
-                    out.append((window[0][0], window[-1][1]))
-                    break
+    # A term can start only at a token equal to its first word (or starting
+    # with it, for a one-word prefix term): most tokens fail one set lookup.
+    firsts = {t.words[0] for t in terms if len(t.words) > 1 or not t.prefix}
+    prefixes = tuple(t.words[0] for t in terms if len(t.words) == 1 and t.prefix)
+    found = WORD_RE.finditer(text[: WORD_INDEX_CHARS + 1000])
+    tokens: list[tuple[int, int, str]] = []  # read lazily: (start, end, lowercased)
+
+    def have(count: int) -> bool:
+        while len(tokens) < count:
+            m = next(found, None)
+            if m is None:
+                return False
+            tokens.append((m.start(), m.end(), m.group().lower()))
+        return True
+
+    out: list[Range] = []
+    limit: int | None = None
+    i = 0
+    while have(i + 1):
+        start, _, tok = tokens[i]
+        if limit is not None and start >= limit:
+            break
+        if tok in firsts or (prefixes and tok.startswith(prefixes)):
+            for term in terms:
+                n = len(term.words)
+                if not have(i + n):
+                    continue
+                window = tokens[i : i + n]
+                if all(t[2] == w for t, w in zip(window[:-1], term.words[:-1], strict=True)):
+                    last, want = window[-1][2], term.words[-1]
+                    if last == want or (term.prefix and last.startswith(want)):
+                        out.append((start, window[-1][1]))
+                        if snippet_only and limit is None:
+                            limit = snippet_limit(out[0])
+                        break
+        i += 1
     return out
 
 
-def substring_matches(text: str, needle: str) -> list[Range]:
-    """Case-insensitive literal occurrences of `needle`, not overlapping."""
-    return [(m.start(), m.end()) for m in re.finditer(re.escape(needle), text, re.IGNORECASE)]
+def substring_matches(text: str, needle: str, snippet_only: bool = False) -> list[Range]:
+    """Case-insensitive literal occurrences of `needle`, not overlapping.
+
+    `snippet_only`: only those make_snippet can show (see word_matches).
+    """
+    out: list[Range] = []
+    limit: int | None = None
+    for m in re.finditer(re.escape(needle), text, re.IGNORECASE):
+        if limit is not None and m.start() >= limit:
+            break
+        out.append((m.start(), m.end()))
+        if snippet_only and limit is None:
+            limit = snippet_limit(out[0])
+    return out
 
 
 def make_snippet(
-    text: str, matches: list[Range], width: int = SNIPPET_CHARS
+    text: str, matches: list[Range], width: int = SNIPPET_CHARS, size: int | None = None
 ) -> tuple[str, list[Range]]:
-    """A one-line excerpt around the first match, and the match ranges inside it."""
+    """A one-line excerpt around the first match, and the match ranges inside it.
+
+    `size`: the length of the whole text when `text` is only its head (long
+    enough to hold the snippet); it decides the trailing ellipsis.
+    """
+    whole = len(text) if size is None else size
     first = matches[0][0] if matches else 0
     start = max(0, first - CONTEXT_BEFORE)
     end = min(len(text), start + width)
@@ -61,12 +111,12 @@ def make_snippet(
     if start > 0:
         space = text.find(" ", start, first)
         start = space + 1 if space != -1 else start
-    if end < len(text):
+    if end < whole:
         space = text.rfind(" ", max(start, matches[0][1] if matches else start), end)
         end = space if space > start else end
     body = text[start:end].translate(_BLANKS)
     lead = ELLIPSIS if start > 0 else ""
-    tail = ELLIPSIS if end < len(text) else ""
+    tail = ELLIPSIS if end < whole else ""
     shift = len(lead) - start
     ranges = [
         (max(s, start) + shift, min(e, end) + shift) for s, e in matches if s < end and e > start

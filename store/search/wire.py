@@ -156,7 +156,7 @@ def _thread_snippet(conn: Connection, thread_id: str, term: str) -> str:
     )
     with conn.execution_options(stream_results=True, yield_per=200).execute(q) as rows:
         for (body,) in rows:
-            ranges = substring_matches(body, term)
+            ranges = substring_matches(body, term, snippet_only=True)
             if ranges:
                 return make_snippet(body, ranges)[0]
     return ""  # only the thread's name matched
