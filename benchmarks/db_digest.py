@@ -26,11 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Connection, text  # noqa: E402
+from sqlalchemy import Connection, text
 
-import store.archive.tables  # noqa: E402,F401  (registers the archive tables)
-from store.sql.engine import make_engine  # noqa: E402
-from store.sql.schema import metadata  # noqa: E402
+import store.archive.tables  # noqa: F401  (registers the archive tables)
+from store.sql.engine import make_engine
+from store.sql.schema import metadata
 
 VOLATILE = {"added_at_ms", "indexed_at_ms", "vaulted_at_ms"}
 # Per table: the SELECT list (surrogate keys replaced) and the stable ORDER BY.
@@ -81,9 +81,12 @@ def _table_sql(conn: Connection, name: str) -> str:
     if name in SPECIAL:
         cols, order = SPECIAL[name]
         if name == "threads":
-            cols = ", ".join(
-                c.name for c in metadata.tables[name].c if c.name != "live_file_id"
-            ) + ", " + _FILE.format(col="live_file_id") + " AS live_file"
+            cols = (
+                ", ".join(c.name for c in metadata.tables[name].c if c.name != "live_file_id")
+                + ", "
+                + _FILE.format(col="live_file_id")
+                + " AS live_file"
+            )
         return f"SELECT {cols} FROM {name} ORDER BY {order}"
     table = metadata.tables[name]
     cols = [c.name for c in table.c if c.name not in VOLATILE and c.name != "id"]
@@ -102,9 +105,9 @@ def _search_parts(conn: Connection) -> Iterator[tuple[str, str]]:
             )
             yield (
                 fts,
-                f"SELECT i.thread_id, i.position, v.term, v.col, v.\"offset\" "
+                f'SELECT i.thread_id, i.position, v.term, v.col, v."offset" '
                 f"FROM temp.digest_{fts} v JOIN items i ON i.id = v.doc "
-                f"ORDER BY i.thread_id, i.position, v.\"offset\", v.term",
+                f'ORDER BY i.thread_id, i.position, v."offset", v.term',
             )
     else:
         yield (
@@ -112,8 +115,11 @@ def _search_parts(conn: Connection) -> Iterator[tuple[str, str]]:
             "SELECT i.thread_id, i.position, w.tsv::text FROM search_words w "
             "JOIN items i ON i.id = w.id ORDER BY i.thread_id, i.position",
         )
-        yield ("search_words_orphans", "SELECT count(*) FROM search_words w "
-               "WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.id = w.id)")
+        yield (
+            "search_words_orphans",
+            "SELECT count(*) FROM search_words w "
+            "WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.id = w.id)",
+        )
 
 
 def digest(url: str) -> dict[str, tuple[str, int]]:
