@@ -180,3 +180,50 @@ def test_two_first_imports_into_the_default_database(tmp_path: Path, round_: int
         assert json.loads(out)["errors"] == 0
     _single, want = _single_run(tmp_path, home)
     assert _dump(default) == want
+
+
+def test_schema_upgrades_at_once_migrate_once(db_url: str, tmp_path: Path) -> None:
+    """Three `rollouts db upgrade` on an empty database at once: one migrates, the others wait.
+
+    Without the schema lock two of them ran the same migration ("duplicate column
+    name: created_at_s" on SQLite; on PostgreSQL a duplicate key in pg_type or
+    "relation already exists", every time). With it, each waits for the lock,
+    re-reads the revision and finds nothing to do.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    for round_ in range(2):
+        if round_:
+            _empty(db_url)
+        procs = [
+            subprocess.Popen(
+                cli_argv("db", "upgrade"),
+                env=cli_env(home, db_url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        for proc in procs:
+            _out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            assert "Traceback" not in err, err
+        engine = make_engine(db_url)
+        try:
+            assert migrate.current_revision(engine) == migrate.head_revision()
+        finally:
+            engine.dispose()
+        # The schema works: an import into it succeeds.
+        imported = rollouts(home, db_url, "import", "--json")
+        assert imported.returncode == 0, imported.stderr
+
+
+def _empty(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.downgrade(engine, "base")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    finally:
+        engine.dispose()
