@@ -90,12 +90,12 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _start_import(home: Path, url: str) -> subprocess.Popen[str]:
+    return _start(cli_env(home, url), "import", "--json")
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        cli_argv("import", "--json"),
-        env=cli_env(home, url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cli_argv(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -164,16 +164,7 @@ def test_two_first_imports_into_the_default_database(tmp_path: Path, round_: int
     default = f"sqlite:///{home / 'rollouts.sqlite'}"
     env_home = cli_env(home, "")
     del env_home["ROLLOUTS_DB"]
-    procs = [
-        subprocess.Popen(
-            cli_argv("import", "--json"),
-            env=env_home,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [_start(env_home, "import", "--json") for _ in range(2)]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
@@ -195,16 +186,7 @@ def test_schema_upgrades_at_once_migrate_once(db_url: str, tmp_path: Path) -> No
     for round_ in range(2):
         if round_:
             _empty(db_url)
-        procs = [
-            subprocess.Popen(
-                cli_argv("db", "upgrade"),
-                env=cli_env(home, db_url),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(3)
-        ]
+        procs = [_start(cli_env(home, db_url), "db", "upgrade") for _ in range(3)]
         for proc in procs:
             _out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err
