@@ -10,7 +10,8 @@ Invariants:
   they planned against; a concurrent importer's work is detected and skipped,
   so two importers leave the database one importer would;
 - files are parsed in worker processes when there is enough to parse; the
-  parent only plans and writes, with a bounded number of results in flight.
+  parent plans and writes, with a bounded number of results in flight, and
+  parses a chunk itself whenever no worker result is ready.
 """
 
 from __future__ import annotations
@@ -307,7 +308,7 @@ def _rows_for(job: Job, parse: ThreadParse, from_turn: int) -> ThreadRows:
         turn_count=turn_count,
         item_count=item_count,
     )
-    return ThreadRows(
+    rows = ThreadRows(
         row,
         t_rows,
         i_rows,
@@ -318,6 +319,8 @@ def _rows_for(job: Job, parse: ThreadParse, from_turn: int) -> ThreadRows:
         item_count,
         parse.error,
     )
+    rows.files = _file_rows(job, rows)
+    return rows
 
 
 def _parse_full(job: Job) -> ThreadRows | tuple[str, str]:
@@ -474,7 +477,7 @@ def _write_batch(
             conn.execute(delete(s.threads).where(s.threads.c.id.in_(replaced[i : i + _IN_CHUNK])))
         if threads_out:
             bulk_insert(conn, s.threads, threads_out)
-            file_rows = [fr for job, rows in fulls for fr in _file_rows(job, rows)]
+            file_rows = [fr for _job, rows in fulls for fr in rows.files]
             bulk_insert(conn, s.rollout_files, file_rows)
             ids = _file_ids(conn, [(j.root_id, j.live.rel) for j, _ in fulls])
             conn.execute(
@@ -531,7 +534,7 @@ def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
     conn.execute(update(s.threads).where(s.threads.c.id == tid).values(**values))
     assert job.expect is not None
     file_id = job.expect[0]
-    fr = next(r for r in _file_rows(job, rows) if r["rel_path"] == job.live.rel)
+    fr = dict(next(r for r in rows.files if r["rel_path"] == job.live.rel))
     fr.pop("root_id")
     fr.pop("rel_path")
     fr.pop("thread_id")
@@ -873,7 +876,15 @@ def _parallel(
             if len(in_flight) >= max_in_flight:
                 break
         while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, timeout=0, return_when=FIRST_COMPLETED)
+            if not done:
+                # No result ready: the parent parses a chunk itself instead of
+                # idling (it only writes, and writing is the smaller share).
+                mine = next(it, None)
+                if mine is not None:
+                    yield from zip(mine, _parse_many(mine), strict=True)
+                    continue
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in done:
                 chunk = in_flight.pop(fut)
                 yield from zip(chunk, fut.result(), strict=True)

@@ -36,6 +36,9 @@ class ThreadRows:
     item_count: int
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # rollout_files rows of the thread's files (made where it was parsed: the
+    # head fingerprints read the files).
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 def search_text(item: dict[str, Any]) -> str:
