@@ -783,12 +783,19 @@ def ingest(
     _init_worker(resolve, max_line_bytes)
     appends = [j for j in all_jobs if j.append]
     fulls = [j for j in all_jobs if not j.append]
+    n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    full_bytes = sum(j.live.size for j in fulls)
+    deferred = False
+    if engine.dialect.name == "postgresql":
+        with write_tx_on(writer) as conn:
+            # A big import that died left the trigram index dropped: build it first.
+            search_schema.ensure_substring_index(conn)
+            if full_bytes >= PARALLEL_MIN_BYTES:
+                deferred = search_schema.defer_substring_index(conn)
     try:
         for job in appends:
             take(job, _parse_append(engine, job))
         flush()
-        n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-        full_bytes = sum(j.live.size for j in fulls)
         # An explicit worker count always uses workers; the default only when it pays.
         big_enough = workers is not None or full_bytes >= PARALLEL_MIN_BYTES
         if n_workers > 1 and big_enough and len(fulls) > 1:
@@ -798,6 +805,9 @@ def ingest(
             for job in fulls:
                 take(job, _parse_full(job))
         flush()
+        if deferred:
+            with write_tx_on(writer) as conn:
+                search_schema.ensure_substring_index(conn)
     finally:
         writer.close()
     for scan, root_id, _jobs, gone in plans:

@@ -132,13 +132,15 @@ def pg_tsv(row: str) -> str:
     return _PG_TSV.format(r=row, case=weight_case(f"{row}.item_type"))
 
 
+_PG_TRGM_INDEX = "CREATE INDEX search_items_trgm ON items USING gin (search_text gin_trgm_ops)"
+
 _PG_CREATE = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     """CREATE TABLE search_words (
         id BIGINT PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
         tsv TSVECTOR NOT NULL)""",
     "CREATE INDEX search_words_tsv ON search_words USING gin (tsv)",
-    "CREATE INDEX search_items_trgm ON items USING gin (search_text gin_trgm_ops)",
+    _PG_TRGM_INDEX,
     # Statement-level triggers with transition tables: one INSERT ... SELECT
     # per bulk insert instead of one per row.
     f"""CREATE FUNCTION search_items_ins() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -232,6 +234,33 @@ def bulk_fill(conn: Connection) -> Iterator[None]:
     for stmt in _SQLITE_FILL_ABOVE:
         conn.exec_driver_sql(stmt, (above,))
     conn.exec_driver_sql(_SQLITE_INSERT_TRIGGER)
+
+
+def defer_substring_index(conn: Connection) -> bool:
+    """Before a first big import on PostgreSQL: drop the trigram index of `items`.
+
+    Keeping a trigram GIN index up to date row batch by row batch costs several
+    times more than building it once (CREATE INDEX sorts in bulk), so an import
+    into an empty `items` drops it, and `ensure_substring_index` builds it when
+    the import ends. Meanwhile substring search still answers (by a scan), and
+    the word index (`search_words`) is kept as usual. Returns whether it dropped.
+    """
+    if conn.dialect.name != "postgresql":
+        return False
+    if conn.exec_driver_sql("SELECT 1 FROM items LIMIT 1").first() is not None:
+        return False
+    conn.exec_driver_sql("DROP INDEX IF EXISTS search_items_trgm")
+    return True
+
+
+def ensure_substring_index(conn: Connection) -> None:
+    """Build the trigram index if it is missing (after a big import, or one that died)."""
+    if conn.dialect.name != "postgresql":
+        return
+    missing = conn.exec_driver_sql("SELECT to_regclass('search_items_trgm') IS NULL").scalar()
+    has_items = conn.exec_driver_sql("SELECT to_regclass('items') IS NOT NULL").scalar()
+    if missing and has_items:
+        conn.exec_driver_sql(_PG_TRGM_INDEX)
 
 
 def is_search_object(name: str | None) -> bool:
