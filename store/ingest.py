@@ -759,6 +759,11 @@ def ingest(
         if not pending:
             return
         stale = _write_batch(writer, pending, summary)
+        if writer.dialect.name == "sqlite":
+            # Hand the page cache back between batches: the writer lives for the
+            # whole import, and a full cache would stay resident to the end.
+            raw: Any = writer.connection.driver_connection
+            raw.execute("PRAGMA shrink_memory")
         pending, pending_items = [], 0
         for job in stale:
             _redo(engine, writer, job, summary)
