@@ -67,8 +67,8 @@ class ImportFailed(RuntimeError):
     pass
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Sum of RSS over `root` and all its descendants (Linux /proc)."""
+def _tree_rss_bytes(root: int) -> tuple[int, int]:
+    """Sums of RSS and of PSS over `root` and all its descendants (Linux /proc)."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -90,7 +90,19 @@ def _tree_rss_bytes(root: int) -> int:
             if ppid == p and pid not in tree:
                 tree.add(pid)
                 frontier.append(pid)
-    return sum(rss.get(p, 0) for p in tree)
+    return sum(rss.get(p, 0) for p in tree), sum(_pss_bytes(p) for p in tree)
+
+
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages (a forked worker's copy of the parent) split."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def run_import(url: str, home: Path, workers: str) -> dict:
@@ -100,14 +112,15 @@ def run_import(url: str, home: Path, workers: str) -> dict:
         stderr=subprocess.PIPE,
         text=True,
     )
-    peak = 0
+    peak = peak_pss = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not stop.is_set():
             with contextlib.suppress(OSError):
-                peak = max(peak, _tree_rss_bytes(proc.pid))
+                rss, pss = _tree_rss_bytes(proc.pid)
+                peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -127,6 +140,7 @@ def run_import(url: str, home: Path, workers: str) -> dict:
     res = json.loads(lines[-1][len("BENCH_RESULT ") :])
     res["process_wall_s"] = wall
     res["rss_tree_sampled_mb"] = peak / MB
+    res["pss_tree_sampled_mb"] = peak_pss / MB
     res["rss_peak_mb"] = max(res["rss_self_mb"], res["rss_children_mb"])
     if err.strip():
         res["stderr_tail"] = err.strip().splitlines()[-5:]
@@ -217,6 +231,7 @@ def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: st
         "rss_children_mb": first["rss_children_mb"],
         "rss_peak_mb": first["rss_peak_mb"],
         "rss_tree_sampled_mb": first["rss_tree_sampled_mb"],
+        "pss_tree_sampled_mb": first["pss_tree_sampled_mb"],
         "second_rss_peak_mb": second["rss_peak_mb"],
         "threads": s["threads"],
         "turns": s["turns"],
@@ -239,7 +254,7 @@ def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: st
     print(
         f"  peak RSS          {r['rss_peak_mb']:8.1f} MB   (self {r['rss_self_mb']:.1f}, "
         f"largest child {r['rss_children_mb']:.1f}, tree sum sampled "
-        f"{r['rss_tree_sampled_mb']:.1f})"
+        f"{r['rss_tree_sampled_mb']:.1f}, tree PSS sampled {r['pss_tree_sampled_mb']:.1f})"
     )
     print(
         f"  counts            threads {r['threads']}  turns {r['turns']}  items {r['items']}  "
