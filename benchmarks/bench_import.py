@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+TREE = REPO  # the source tree that imports (--tree: compare with another checkout)
 DEFAULT_SHARED = REPO.parent / "shared"
 MB = 1_000_000
 
@@ -52,11 +53,12 @@ st.close()
 out = summary.to_json()
 details = out.pop("error_details", [])
 out["error_details_head"] = details[:5]
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print("BENCH_RESULT " + json.dumps({
     "open_s": t1 - t0, "ingest_s": t2 - t1, "summary": out,
-    "rss_self_mb": self_kb * 1024 / 1e6, "rss_children_mb": kids_kb * 1024 / 1e6,
+    "rss_self_mb": me.ru_maxrss * 1024 / 1e6, "rss_children_mb": kids.ru_maxrss * 1024 / 1e6,
+    "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
 }), flush=True)
 """
 
@@ -65,8 +67,8 @@ class ImportFailed(RuntimeError):
     pass
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Sum of RSS over `root` and all its descendants (Linux /proc)."""
+def _tree_rss_bytes(root: int) -> tuple[int, int]:
+    """Sums of RSS and of PSS over `root` and all its descendants (Linux /proc)."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -88,24 +90,37 @@ def _tree_rss_bytes(root: int) -> int:
             if ppid == p and pid not in tree:
                 tree.add(pid)
                 frontier.append(pid)
-    return sum(rss.get(p, 0) for p in tree)
+    return sum(rss.get(p, 0) for p in tree), sum(_pss_bytes(p) for p in tree)
+
+
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages (a forked worker's copy of the parent) split."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def run_import(url: str, home: Path, workers: str) -> dict:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_CODE, str(REPO), url, str(home), workers],
+        [sys.executable, "-c", CHILD_CODE, str(TREE), url, str(home), workers],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    peak = 0
+    peak = peak_pss = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not stop.is_set():
             with contextlib.suppress(OSError):
-                peak = max(peak, _tree_rss_bytes(proc.pid))
+                rss, pss = _tree_rss_bytes(proc.pid)
+                peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -125,6 +140,7 @@ def run_import(url: str, home: Path, workers: str) -> dict:
     res = json.loads(lines[-1][len("BENCH_RESULT ") :])
     res["process_wall_s"] = wall
     res["rss_tree_sampled_mb"] = peak / MB
+    res["pss_tree_sampled_mb"] = peak_pss / MB
     res["rss_peak_mb"] = max(res["rss_self_mb"], res["rss_children_mb"])
     if err.strip():
         res["stderr_tail"] = err.strip().splitlines()[-5:]
@@ -210,10 +226,12 @@ def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: st
         "ingest_s": first["ingest_s"],
         "open_s": first["open_s"],
         "second_run_s": second["ingest_s"],
+        "cpu_s": first["cpu_s"],
         "rss_self_mb": first["rss_self_mb"],
         "rss_children_mb": first["rss_children_mb"],
         "rss_peak_mb": first["rss_peak_mb"],
         "rss_tree_sampled_mb": first["rss_tree_sampled_mb"],
+        "pss_tree_sampled_mb": first["pss_tree_sampled_mb"],
         "second_rss_peak_mb": second["rss_peak_mb"],
         "threads": s["threads"],
         "turns": s["turns"],
@@ -231,11 +249,12 @@ def bench_db(name: str, url: str, home: Path, files: int, size: int, workers: st
         f"  ingest            {r['ingest_s']:8.2f} s   (open/schema {r['open_s']:.2f} s, not timed)"
     )
     print(f"  throughput        {r['mb_per_s']:8.1f} MB/s   {r['sessions_per_s']:8.0f} sessions/s")
+    print(f"  CPU time          {r['cpu_s']:8.2f} s   (user+sys, importer and its workers)")
     print(f"  second run        {r['second_run_s']:8.2f} s   {r['second_summary']}")
     print(
         f"  peak RSS          {r['rss_peak_mb']:8.1f} MB   (self {r['rss_self_mb']:.1f}, "
         f"largest child {r['rss_children_mb']:.1f}, tree sum sampled "
-        f"{r['rss_tree_sampled_mb']:.1f})"
+        f"{r['rss_tree_sampled_mb']:.1f}, tree PSS sampled {r['pss_tree_sampled_mb']:.1f})"
     )
     print(
         f"  counts            threads {r['threads']}  turns {r['turns']}  items {r['items']}  "
@@ -294,7 +313,15 @@ def main() -> None:
         help="template rollouts for scale_corpus.py (default: SHARED/corpus)",
     )
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--tree",
+        type=Path,
+        default=REPO,
+        help="source tree whose `store` imports (default: this one; e.g. a main checkout)",
+    )
     a = ap.parse_args()
+    global TREE
+    TREE = a.tree.resolve()
     if not a.shared.is_dir():
         raise SystemExit(
             f"{a.shared} is missing: it holds tools/scale_corpus.py and the template "

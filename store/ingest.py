@@ -10,7 +10,8 @@ Invariants:
   they planned against; a concurrent importer's work is detected and skipped,
   so two importers leave the database one importer would;
 - files are parsed in worker processes when there is enough to parse; the
-  parent only plans and writes, with a bounded number of results in flight.
+  parent plans and writes, with a bounded number of results in flight, and
+  parses a chunk itself whenever no worker result is ready.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from store import codec
 from store.archive.tables import vault as archive_vault
@@ -38,10 +39,19 @@ from store.rollout.framing import (
 )
 from store.rollout.naming import RolloutName, parse_name, validate_thread_id
 from store.rollout.thread import FileProgress, ThreadParse, parse_thread
-from store.rows import ThreadRows, load_meta, load_reducer, thread_row, turn_rows
+from store.rows import (
+    ITEM_COLS,
+    TURN_COLS,
+    ThreadRows,
+    load_meta,
+    load_reducer,
+    thread_row,
+    turn_rows,
+)
+from store.search import schema as search_schema
 from store.sql import schema as s
 from store.sql.bulk import bulk_insert
-from store.sql.engine import write_tx
+from store.sql.engine import write_tx, write_tx_on
 
 # Parse in worker processes only when it pays for their start-up.
 PARALLEL_MIN_BYTES = 16 << 20
@@ -298,7 +308,7 @@ def _rows_for(job: Job, parse: ThreadParse, from_turn: int) -> ThreadRows:
         turn_count=turn_count,
         item_count=item_count,
     )
-    return ThreadRows(
+    rows = ThreadRows(
         row,
         t_rows,
         i_rows,
@@ -309,6 +319,8 @@ def _rows_for(job: Job, parse: ThreadParse, from_turn: int) -> ThreadRows:
         item_count,
         parse.error,
     )
+    rows.files = _file_rows(job, rows)
+    return rows
 
 
 def _parse_full(job: Job) -> ThreadRows | tuple[str, str]:
@@ -338,20 +350,50 @@ def _parse_many(jobs: list[Job]) -> list[ThreadRows | tuple[str, str]]:
 # -- writing --------------------------------------------------------------------------
 
 
-def _still_expected(conn: Connection, job: Job) -> bool:
-    row = conn.execute(
-        select(s.threads.c.live_file_id).where(s.threads.c.id == job.thread_id)
-    ).first()
+# Per thread, as the write transaction finds it: (live file id, that file's
+# offset and mtime_ns (None without a file row), turn_count, item_count).
+_Current = tuple[Any, Any, Any, int, int]
+_IN_CHUNK = 500
+
+
+def _current_state(conn: Connection, thread_ids: list[str]) -> dict[str, _Current]:
+    """The stored state of these threads: one query per 500 threads."""
+    t, f = s.threads, s.rollout_files
+    out: dict[str, _Current] = {}
+    for i in range(0, len(thread_ids), _IN_CHUNK):
+        chunk = thread_ids[i : i + _IN_CHUNK]
+        for row in conn.execute(
+            select(
+                t.c.id,
+                t.c.live_file_id,
+                f.c.id,
+                f.c.offset,
+                f.c.mtime_ns,
+                t.c.turn_count,
+                t.c.item_count,
+            )
+            .select_from(t.outerjoin(f, f.c.id == t.c.live_file_id))
+            .where(t.c.id.in_(chunk))
+        ):
+            file_found = row[2] is not None
+            out[row[0]] = (
+                row[1],
+                (row[3], row[4]) if file_found else None,
+                file_found,
+                row[5],
+                row[6],
+            )
+    return out
+
+
+def _still_expected(current: dict[str, _Current], job: Job) -> bool:
+    """Whether the database still is what the plan saw (see Job.expect)."""
+    row = current.get(job.thread_id)
     if job.expect is None:
         return row is None
-    if row is None or row[0] != job.expect[0]:
+    if row is None or row[0] != job.expect[0] or not row[2]:
         return False
-    frow = conn.execute(
-        select(s.rollout_files.c.offset, s.rollout_files.c.mtime_ns).where(
-            s.rollout_files.c.id == row[0]
-        )
-    ).first()
-    return frow is not None and (frow[0], frow[1]) == (job.expect[1], job.expect[2])
+    return bool(row[1] == (job.expect[1], job.expect[2]))
 
 
 def _file_rows(job: Job, rows: ThreadRows) -> list[dict[str, Any]]:
@@ -388,41 +430,39 @@ def _file_rows(job: Job, rows: ThreadRows) -> list[dict[str, Any]]:
 
 
 def _write_batch(
-    engine: Engine, batch: list[tuple[Job, ThreadRows]], summary: IngestSummary
+    conn: Connection, batch: list[tuple[Job, ThreadRows]], summary: IngestSummary
 ) -> list[Job]:
-    """Write parsed threads; returns jobs whose plan went stale (to redo)."""
+    """Write parsed threads in one transaction on the writer connection `conn`.
+
+    Returns the jobs whose plan went stale (to redo). Every step is set-based:
+    one re-check query per 500 threads, one DELETE for replaced threads, one
+    executemany (SQLite) or COPY (PostgreSQL) per table, and the search index
+    filled once per batch (search.schema.bulk_fill).
+    """
     stale: list[Job] = []
-    with write_tx(engine) as conn:
+    with write_tx_on(conn) as conn:
+        current = _current_state(conn, [job.thread_id for job, _ in batch])
         threads_out: list[dict[str, Any]] = []
-        turns_out: list[dict[str, Any]] = []
-        items_out: list[dict[str, Any]] = []
-        skips_pending: list[tuple[Job, ThreadRows]] = []
+        turns_out: list[tuple[Any, ...]] = []
+        items_out: list[tuple[Any, ...]] = []
+        fulls: list[tuple[Job, ThreadRows]] = []
+        replaced: list[str] = []
         for job, rows in batch:
-            if not _still_expected(conn, job):
+            if not _still_expected(current, job):
                 stale.append(job)
                 continue
             old_turns = old_items = 0
+            if job.expect is not None:
+                old_turns, old_items = current[job.thread_id][3], current[job.thread_id][4]
             if job.append:
-                old = conn.execute(
-                    select(s.threads.c.turn_count, s.threads.c.item_count).where(
-                        s.threads.c.id == job.thread_id
-                    )
-                ).one()
-                old_turns, old_items = old[0], old[1]
                 _write_append(conn, job, rows)
             else:
                 if job.expect is not None:
-                    old = conn.execute(
-                        select(s.threads.c.turn_count, s.threads.c.item_count).where(
-                            s.threads.c.id == job.thread_id
-                        )
-                    ).one()
-                    old_turns, old_items = old[0], old[1]
-                    conn.execute(delete(s.threads).where(s.threads.c.id == job.thread_id))
+                    replaced.append(job.thread_id)
                 threads_out.append(rows.thread)
                 turns_out.extend(rows.turns)
                 items_out.extend(rows.items)
-                skips_pending.append((job, rows))
+                fulls.append((job, rows))
             summary.threads += 1
             summary.turns += rows.turn_count - old_turns
             summary.items += rows.item_count - old_items
@@ -433,35 +473,34 @@ def _write_batch(
             )
             if rows.error:
                 summary.error(str(job.live.path), rows.error)
+        for i in range(0, len(replaced), _IN_CHUNK):
+            conn.execute(delete(s.threads).where(s.threads.c.id.in_(replaced[i : i + _IN_CHUNK])))
         if threads_out:
             bulk_insert(conn, s.threads, threads_out)
-            file_rows = [fr for job, rows in skips_pending for fr in _file_rows(job, rows)]
+            file_rows = [fr for _job, rows in fulls for fr in rows.files]
             bulk_insert(conn, s.rollout_files, file_rows)
-            ids = _file_ids(conn, [(j.root_id, j.live.rel) for j, _ in skips_pending])
-            for job, _rows in skips_pending:
-                conn.execute(
-                    update(s.threads)
-                    .where(s.threads.c.id == job.thread_id)
-                    .values(live_file_id=ids[(job.root_id, job.live.rel)])
-                )
+            ids = _file_ids(conn, [(j.root_id, j.live.rel) for j, _ in fulls])
+            conn.execute(
+                update(s.threads)
+                .where(s.threads.c.id == bindparam("tid"))
+                .values(live_file_id=bindparam("fid")),
+                [{"tid": j.thread_id, "fid": ids[(j.root_id, j.live.rel)]} for j, _ in fulls],
+            )
             skip_rows = [
-                {
-                    "file_id": ids[(job.root_id, job.live.rel)],
-                    "line": k.line,
-                    "byte_offset": k.offset,
-                    "length": k.end - k.offset,
-                    "reason": k.reason,
-                }
-                for job, rows in skips_pending
+                (ids[(job.root_id, job.live.rel)], k.line, k.offset, k.end - k.offset, k.reason)
+                for job, rows in fulls
                 for k in rows.skips
             ]
-            if skip_rows:
-                bulk_insert(conn, s.skipped_lines, skip_rows)
-            if turns_out:
-                bulk_insert(conn, s.turns, turns_out)
-            if items_out:
-                bulk_insert(conn, s.items, items_out)
+            bulk_insert(conn, s.skipped_lines, skip_rows, _SKIP_COLS)
+            bulk_insert(conn, s.turns, turns_out, TURN_COLS)
+            # Only inserts into items in here (bulk_fill's condition): the
+            # replaced threads' items went with the DELETE above.
+            with search_schema.bulk_fill(conn):
+                bulk_insert(conn, s.items, items_out, ITEM_COLS)
     return stale
+
+
+_SKIP_COLS = ("file_id", "line", "byte_offset", "length", "reason")
 
 
 def _file_ids(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -495,7 +534,7 @@ def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
     conn.execute(update(s.threads).where(s.threads.c.id == tid).values(**values))
     assert job.expect is not None
     file_id = job.expect[0]
-    fr = next(r for r in _file_rows(job, rows) if r["rel_path"] == job.live.rel)
+    fr = dict(next(r for r in rows.files if r["rel_path"] == job.live.rel))
     fr.pop("root_id")
     fr.pop("rel_path")
     fr.pop("thread_id")
@@ -506,18 +545,11 @@ def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
         )
     )
     new_skips = [
-        {
-            "file_id": file_id,
-            "line": k.line,
-            "byte_offset": k.offset,
-            "length": k.end - k.offset,
-            "reason": k.reason,
-        }
+        (file_id, k.line, k.offset, k.end - k.offset, k.reason)
         for k in rows.skips
         if k.offset >= job.old_offset
     ]
-    if new_skips:
-        bulk_insert(conn, s.skipped_lines, new_skips)
+    bulk_insert(conn, s.skipped_lines, new_skips, _SKIP_COLS)
     conn.execute(
         update(s.rollout_files)
         .where(s.rollout_files.c.id == file_id)
@@ -529,10 +561,8 @@ def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
             .__len__()
         )
     )
-    if rows.turns:
-        bulk_insert(conn, s.turns, rows.turns)
-    if rows.items:
-        bulk_insert(conn, s.items, rows.items)
+    bulk_insert(conn, s.turns, rows.turns, TURN_COLS)
+    bulk_insert(conn, s.items, rows.items, ITEM_COLS)
 
 
 def _parse_append(engine: Engine, job: Job) -> ThreadRows | tuple[str, str]:
@@ -721,14 +751,22 @@ def ingest(
     pending: list[tuple[Job, ThreadRows]] = []
     pending_items = 0
 
+    # One writer connection for the whole run; each batch is its own transaction on it.
+    writer = engine.connect()
+
     def flush() -> None:
         nonlocal pending, pending_items
         if not pending:
             return
-        stale = _write_batch(engine, pending, summary)
+        stale = _write_batch(writer, pending, summary)
+        if writer.dialect.name == "sqlite":
+            # Hand the page cache back between batches: the writer lives for the
+            # whole import, and a full cache would stay resident to the end.
+            raw: Any = writer.connection.driver_connection
+            raw.execute("PRAGMA shrink_memory")
         pending, pending_items = [], 0
         for job in stale:
-            _redo(engine, job, summary, resolve, max_line_bytes)
+            _redo(engine, writer, job, summary)
 
     def take(job: Job, result: ThreadRows | tuple[str, str]) -> None:
         nonlocal done, pending_items
@@ -750,20 +788,33 @@ def ingest(
     _init_worker(resolve, max_line_bytes)
     appends = [j for j in all_jobs if j.append]
     fulls = [j for j in all_jobs if not j.append]
-    for job in appends:
-        take(job, _parse_append(engine, job))
-    flush()
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     full_bytes = sum(j.live.size for j in fulls)
-    # An explicit worker count always uses workers; the default only when it pays.
-    big_enough = workers is not None or full_bytes >= PARALLEL_MIN_BYTES
-    if n_workers > 1 and big_enough and len(fulls) > 1:
-        for job, result in _parallel(fulls, n_workers, resolve, max_line_bytes):
-            take(job, result)
-    else:
-        for job in fulls:
-            take(job, _parse_full(job))
-    flush()
+    deferred = False
+    if engine.dialect.name == "postgresql":
+        with write_tx_on(writer) as conn:
+            # A big import that died left the trigram index dropped: build it first.
+            search_schema.ensure_substring_index(conn)
+            if full_bytes >= PARALLEL_MIN_BYTES:
+                deferred = search_schema.defer_substring_index(conn)
+    try:
+        for job in appends:
+            take(job, _parse_append(engine, job))
+        flush()
+        # An explicit worker count always uses workers; the default only when it pays.
+        big_enough = workers is not None or full_bytes >= PARALLEL_MIN_BYTES
+        if n_workers > 1 and big_enough and len(fulls) > 1:
+            for job, result in _parallel(fulls, n_workers, resolve, max_line_bytes):
+                take(job, result)
+        else:
+            for job in fulls:
+                take(job, _parse_full(job))
+        flush()
+        if deferred:
+            with write_tx_on(writer) as conn:
+                search_schema.ensure_substring_index(conn)
+    finally:
+        writer.close()
     for scan, root_id, _jobs, gone in plans:
         if scan.index_file is not None:
             _ingest_names(engine, root_id, scan.index_file)
@@ -782,9 +833,7 @@ def _stored_rollouts(engine: Engine, root_ids: list[int]) -> Iterator[tuple[str,
             yield rollout_id, f"{root}/{rel}"
 
 
-def _redo(
-    engine: Engine, job: Job, summary: IngestSummary, resolve: dict[str, str], max_line: int
-) -> None:
+def _redo(engine: Engine, writer: Connection, job: Job, summary: IngestSummary) -> None:
     """A concurrent importer changed this thread: plan it again from the database.
 
     The stale write counted nothing (see _write_batch), so this counts the
@@ -822,7 +871,7 @@ def _redo(
     if isinstance(result, tuple):
         summary.error(*result)
         return
-    for again in _write_batch(engine, [(fresh, result)], summary):
+    for again in _write_batch(writer, [(fresh, result)], summary):
         summary.error(str(again.live.path), "changed by another importer twice; run import again")
 
 
@@ -842,7 +891,15 @@ def _parallel(
             if len(in_flight) >= max_in_flight:
                 break
         while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, timeout=0, return_when=FIRST_COMPLETED)
+            if not done:
+                # No result ready: the parent parses a chunk itself instead of
+                # idling (it only writes, and writing is the smaller share).
+                mine = next(it, None)
+                if mine is not None:
+                    yield from zip(mine, _parse_many(mine), strict=True)
+                    continue
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in done:
                 chunk = in_flight.pop(fut)
                 yield from zip(chunk, fut.result(), strict=True)

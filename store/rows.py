@@ -27,8 +27,8 @@ class ThreadRows:
     """One thread, ready to write; `from_turn` = first turn position written."""
 
     thread: dict[str, Any]
-    turns: list[dict[str, Any]]
-    items: list[dict[str, Any]]
+    turns: list[tuple[Any, ...]]  # in TURN_COLS order
+    items: list[tuple[Any, ...]]  # in ITEM_COLS order
     skips: list[Skip]
     progress: FileProgress
     from_turn: int
@@ -36,6 +36,9 @@ class ThreadRows:
     item_count: int
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # rollout_files rows of the thread's files (made where it was parsed: the
+    # head fingerprints read the files).
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 def search_text(item: dict[str, Any]) -> str:
@@ -165,52 +168,86 @@ def thread_row(
     }
 
 
+# Column order of the tuples `turn_rows` makes (plain tuples: cheap to pickle
+# from a worker and to hand to executemany/COPY).
+TURN_COLS = (
+    "thread_id",
+    "position",
+    "turn_id",
+    "root_turn_id",
+    "status",
+    "error",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "explicit",
+    "saw_compaction",
+    "is_open",
+    "first_line",
+    "last_line",
+    "item_count",
+)
+ITEM_COLS = (
+    "thread_id",
+    "turn_position",
+    "position",
+    "item_id",
+    "item_type",
+    "line",
+    "created_at_ms",
+    "data",
+    "search_text",
+)
+Row = tuple[Any, ...]
+
+
 def turn_rows(
     thread_id: str, reducer: HistoryReducer, from_turn: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
+) -> tuple[list[Row], list[Row], int, int]:
     """(turn rows, item rows, visible turn count, item count) from `from_turn` on."""
     finished = reducer.turns
     all_turns: list[tuple[TurnState, bool]] = [(t, False) for t in finished]
     if reducer.current is not None:
         all_turns.append((reducer.current, True))
-    t_rows: list[dict[str, Any]] = []
-    i_rows: list[dict[str, Any]] = []
+    t_rows: list[Row] = []
+    i_rows: list[Row] = []
     item_pos = sum(len(t.items) for t, _ in all_turns[:from_turn])
     for pos in range(from_turn, len(all_turns)):
         turn, is_open = all_turns[pos]
         t_rows.append(
-            {
-                "thread_id": thread_id,
-                "position": pos,
-                "turn_id": turn.id,
-                "root_turn_id": turn.root_turn_id,
-                "status": turn.status,
-                "error": codec.dumps(turn.error) if turn.error is not None else None,
-                "started_at": turn.started_at,
-                "completed_at": turn.completed_at,
-                "duration_ms": turn.duration_ms,
-                "explicit": turn.explicit,
-                "saw_compaction": turn.saw_compaction,
-                "is_open": is_open,
-                "first_line": turn.first_line,
-                "last_line": turn.last_line,
-                "item_count": len(turn.items),
-            }
+            (
+                thread_id,
+                pos,
+                turn.id,
+                turn.root_turn_id,
+                turn.status,
+                codec.dumps(turn.error) if turn.error is not None else None,
+                turn.started_at,
+                turn.completed_at,
+                turn.duration_ms,
+                turn.explicit,
+                turn.saw_compaction,
+                is_open,
+                turn.first_line,
+                turn.last_line,
+                len(turn.items),
+            )
         )
         for it in turn.items:
             data = it.data
+            ts = it.ts
             i_rows.append(
-                {
-                    "thread_id": thread_id,
-                    "turn_position": pos,
-                    "position": item_pos,
-                    "item_id": str(data.get("id") or ""),
-                    "item_type": str(data.get("type") or ""),
-                    "line": it.line,
-                    "created_at_ms": parse_rfc3339_ms(it.ts) if isinstance(it.ts, str) else it.ts,
-                    "data": codec.dumps(data),
-                    "search_text": search_text(data),
-                }
+                (
+                    thread_id,
+                    pos,
+                    item_pos,
+                    str(data.get("id") or ""),
+                    str(data.get("type") or ""),
+                    it.line,
+                    parse_rfc3339_ms(ts) if isinstance(ts, str) else ts,
+                    codec.dumps(data),
+                    search_text(data),
+                )
             )
             item_pos += 1
     visible = sum(

@@ -90,12 +90,12 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _start_import(home: Path, url: str) -> subprocess.Popen[str]:
+    return _start(cli_env(home, url), "import", "--json")
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        cli_argv("import", "--json"),
-        env=cli_env(home, url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cli_argv(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -164,19 +164,48 @@ def test_two_first_imports_into_the_default_database(tmp_path: Path, round_: int
     default = f"sqlite:///{home / 'rollouts.sqlite'}"
     env_home = cli_env(home, "")
     del env_home["ROLLOUTS_DB"]
-    procs = [
-        subprocess.Popen(
-            cli_argv("import", "--json"),
-            env=env_home,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [_start(env_home, "import", "--json") for _ in range(2)]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         assert json.loads(out)["errors"] == 0
     _single, want = _single_run(tmp_path, home)
     assert _dump(default) == want
+
+
+def test_schema_upgrades_at_once_migrate_once(db_url: str, tmp_path: Path) -> None:
+    """Three `rollouts db upgrade` on an empty database at once: one migrates, the others wait.
+
+    Without the schema lock two of them ran the same migration ("duplicate column
+    name: created_at_s" on SQLite; on PostgreSQL a duplicate key in pg_type or
+    "relation already exists", every time). With it, each waits for the lock,
+    re-reads the revision and finds nothing to do.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    for round_ in range(2):
+        if round_:
+            _empty(db_url)
+        procs = [_start(cli_env(home, db_url), "db", "upgrade") for _ in range(3)]
+        for proc in procs:
+            _out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            assert "Traceback" not in err, err
+        engine = make_engine(db_url)
+        try:
+            assert migrate.current_revision(engine) == migrate.head_revision()
+        finally:
+            engine.dispose()
+        # The schema works: an import into it succeeds.
+        imported = rollouts(home, db_url, "import", "--json")
+        assert imported.returncode == 0, imported.stderr
+
+
+def _empty(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.downgrade(engine, "base")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    finally:
+        engine.dispose()

@@ -5,7 +5,9 @@ Invariants:
   be dropped and rebuilt at any time (`rollouts db reindex`) without loss;
 - it is kept in step by database triggers, so every writer (ingest, append,
   fork, delete and its ON DELETE CASCADE, archive) updates it inside its own
-  transaction, with no code path to forget;
+  transaction, with no code path to forget; bulk import on SQLite swaps the
+  per-row insert trigger for one INSERT ... SELECT per batch (`bulk_fill`),
+  in the same transaction;
 - words are the runs of letters and digits (`[^\\W_]+`), case-folded, with no
   stemming and no accent folding, on both databases: SQLite's unicode61
   tokenizer with remove_diacritics 0, and on PostgreSQL the 'simple'
@@ -18,6 +20,9 @@ Invariants:
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Connection
 
@@ -55,6 +60,19 @@ def weight_value_case(column: str) -> str:
 
 # -- SQLite ------------------------------------------------------------------------------
 
+_SQLITE_INSERT_TRIGGER = f"""CREATE TRIGGER search_items_ai AFTER INSERT ON items BEGIN
+        INSERT INTO search_words(rowid, search_text)
+            VALUES (new.id, substr(new.search_text, 1, {WORD_INDEX_CHARS}));
+        INSERT INTO search_trigrams(rowid, search_text) VALUES (new.id, new.search_text);
+    END"""
+
+# What the insert trigger does, for every item above a rowid at once (bulk_fill).
+_SQLITE_FILL_ABOVE = [
+    f"""INSERT INTO search_words(rowid, search_text)
+        SELECT id, substr(search_text, 1, {WORD_INDEX_CHARS}) FROM items WHERE id > ?""",
+    "INSERT INTO search_trigrams(rowid, search_text) SELECT id, search_text FROM items WHERE id > ?",
+]
+
 # External-content FTS5 tables store only the index, not a second copy of the
 # text. The word index reads its (truncated) text through a view.
 _SQLITE_CREATE = [
@@ -68,11 +86,7 @@ _SQLITE_CREATE = [
     # as wildcards.
     """CREATE VIRTUAL TABLE search_trigrams USING fts5(
         search_text, content='items', content_rowid='id', tokenize='trigram')""",
-    f"""CREATE TRIGGER search_items_ai AFTER INSERT ON items BEGIN
-        INSERT INTO search_words(rowid, search_text)
-            VALUES (new.id, substr(new.search_text, 1, {WORD_INDEX_CHARS}));
-        INSERT INTO search_trigrams(rowid, search_text) VALUES (new.id, new.search_text);
-    END""",
+    _SQLITE_INSERT_TRIGGER,
     f"""CREATE TRIGGER search_items_ad AFTER DELETE ON items BEGIN
         INSERT INTO search_words(search_words, rowid, search_text)
             VALUES ('delete', old.id, substr(old.search_text, 1, {WORD_INDEX_CHARS}));
@@ -118,13 +132,15 @@ def pg_tsv(row: str) -> str:
     return _PG_TSV.format(r=row, case=weight_case(f"{row}.item_type"))
 
 
+_PG_TRGM_INDEX = "CREATE INDEX search_items_trgm ON items USING gin (search_text gin_trgm_ops)"
+
 _PG_CREATE = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     """CREATE TABLE search_words (
         id BIGINT PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
         tsv TSVECTOR NOT NULL)""",
     "CREATE INDEX search_words_tsv ON search_words USING gin (tsv)",
-    "CREATE INDEX search_items_trgm ON items USING gin (search_text gin_trgm_ops)",
+    _PG_TRGM_INDEX,
     # Statement-level triggers with transition tables: one INSERT ... SELECT
     # per bulk insert instead of one per row.
     f"""CREATE FUNCTION search_items_ins() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -189,6 +205,62 @@ def reindex(conn: Connection) -> None:
     for stmt in rebuild_statements(dialect):
         if not stmt.startswith("REINDEX"):
             conn.exec_driver_sql(stmt)
+
+
+@contextmanager
+def bulk_fill(conn: Connection) -> Iterator[None]:
+    """Index the items inserted in the body in one pass instead of row by row.
+
+    SQLite: the per-row insert trigger costs ~6x more than one INSERT ... SELECT
+    per FTS5 table, so inside the caller's write transaction the trigger is
+    dropped, the body inserts items, the new rows (every id above the largest
+    id before the body) are indexed at once and the trigger is created again.
+    DDL is transactional in SQLite and the caller holds the write lock, so no
+    other connection ever sees the trigger missing or an item unindexed. The
+    body must only insert into `items` (no deletes: a deleted top id could be
+    reused). PostgreSQL's triggers are per statement already: nothing to do.
+    """
+    if (
+        conn.dialect.name != "sqlite"
+        or not conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'search_items_ai'"
+        ).first()
+    ):
+        yield
+        return
+    above = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM items").scalar_one()
+    conn.exec_driver_sql("DROP TRIGGER search_items_ai")
+    yield
+    for stmt in _SQLITE_FILL_ABOVE:
+        conn.exec_driver_sql(stmt, (above,))
+    conn.exec_driver_sql(_SQLITE_INSERT_TRIGGER)
+
+
+def defer_substring_index(conn: Connection) -> bool:
+    """Before a first big import on PostgreSQL: drop the trigram index of `items`.
+
+    Keeping a trigram GIN index up to date row batch by row batch costs several
+    times more than building it once (CREATE INDEX sorts in bulk), so an import
+    into an empty `items` drops it, and `ensure_substring_index` builds it when
+    the import ends. Meanwhile substring search still answers (by a scan), and
+    the word index (`search_words`) is kept as usual. Returns whether it dropped.
+    """
+    if conn.dialect.name != "postgresql":
+        return False
+    if conn.exec_driver_sql("SELECT 1 FROM items LIMIT 1").first() is not None:
+        return False
+    conn.exec_driver_sql("DROP INDEX IF EXISTS search_items_trgm")
+    return True
+
+
+def ensure_substring_index(conn: Connection) -> None:
+    """Build the trigram index if it is missing (after a big import, or one that died)."""
+    if conn.dialect.name != "postgresql":
+        return
+    missing = conn.exec_driver_sql("SELECT to_regclass('search_items_trgm') IS NULL").scalar()
+    has_items = conn.exec_driver_sql("SELECT to_regclass('items') IS NOT NULL").scalar()
+    if missing and has_items:
+        conn.exec_driver_sql(_PG_TRGM_INDEX)
 
 
 def is_search_object(name: str | None) -> bool:

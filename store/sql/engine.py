@@ -110,12 +110,18 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
     Writers of both dialects queue here, so two importers never interleave
     their check-then-write steps (see store.ingest).
     """
-    with engine.connect() as conn:
-        conn = conn.execution_options(write=True)
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7319045120331)")
-            yield conn
+    with engine.connect() as conn, write_tx_on(conn) as wconn:
+        yield wconn
+
+
+@contextmanager
+def write_tx_on(conn: Connection) -> Iterator[Connection]:
+    """A write transaction on a connection the caller keeps (a long-lived writer)."""
+    conn = conn.execution_options(write=True)
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7319045120331)")
+        yield conn
 
 
 def default_sqlite_url(codex_home: Path) -> str:

@@ -33,9 +33,22 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+# pg_advisory_xact_lock key that serializes schema upgrades (not the writers' key).
+SCHEMA_LOCK_KEY = 7319045120332
+
+
 @contextmanager
 def _migrating(engine: Engine) -> Iterator[Connection]:
-    """A write connection for migrations.
+    """A write connection for migrations, inside one locked transaction.
+
+    Two processes opening a fresh database at once must not both migrate it
+    (they did: "duplicate column name: created_at_s"). So the whole upgrade is
+    one transaction begun here, before Alembic reads the current revision:
+    SQLite begins it with BEGIN IMMEDIATE (the write lock), PostgreSQL takes an
+    advisory lock first thing in it. Alembic, handed a connection already in a
+    transaction, runs every step in it and reads the revision under the lock,
+    so the second process waits, then finds the schema current and does nothing.
+    SQLite's DDL is transactional too; a failed upgrade leaves the old schema.
 
     On SQLite, foreign keys are switched off first: a batch migration copies a
     table and drops the original, and with foreign keys on, that DROP would
@@ -49,6 +62,9 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
         if raw is not None:
             raw.execute("PRAGMA foreign_keys=OFF")
         try:
+            conn.begin()
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
             yield conn
             if raw is not None:
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -1,0 +1,91 @@
+"""A big first import (the bulk paths of store.ingest and store.search.schema).
+
+It parses in workers and in the importing process, writes set-based, fills the
+search index once per batch (SQLite) and, on PostgreSQL, builds the trigram
+index once at the end. What it stores must be exactly what a rebuild from
+`items` gives, checked with benchmarks/db_digest.py (every row of every table
+and every token of the search index).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from sqlalchemy import text
+
+from store import open_store
+from store.ingest import PARALLEL_MIN_BYTES
+from store.sql.engine import make_engine
+from tests.cli_run import REPO, rollouts
+from tests.conftest import SHARED, copy_home
+
+
+def _digest_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("db_digest", REPO / "benchmarks" / "db_digest.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _big_home(tmp_path: Path) -> Path:
+    tool = SHARED / "tools" / "scale_corpus.py"
+    if not tool.exists():
+        pytest.skip(f"{tool} is missing")
+    home = tmp_path / "home"
+    subprocess.run(
+        [sys.executable, str(tool), str(SHARED / "corpus"), str(home), "--sessions", "700"],
+        check=True,
+        capture_output=True,
+    )
+    size = sum(p.stat().st_size for p in home.rglob("*.jsonl"))
+    assert size >= PARALLEL_MIN_BYTES, size  # big enough for the parallel, deferred path
+    return home
+
+
+def _trigram_index_present(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return bool(
+                conn.execute(text("SELECT to_regclass('search_items_trgm') IS NOT NULL")).scalar()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_big_first_import_stores_what_a_rebuild_gives(db_url: str, tmp_path: Path) -> None:
+    home = _big_home(tmp_path)
+    with open_store(db_url, auto_upgrade=True) as st:
+        summary = st.ingest([home])
+        assert summary.errors == 0 and summary.threads == 700
+    if db_url.startswith("postgresql"):
+        assert _trigram_index_present(db_url)
+    digest = _digest_module().digest
+    after_import = digest(db_url)
+    # `rollouts db reindex` drops the index and fills it again from `items` in one pass.
+    proc = rollouts(home, db_url, "db", "reindex")
+    assert proc.returncode == 0, proc.stderr
+    assert digest(db_url) == after_import
+    # A second import of the same files changes nothing.
+    with open_store(db_url) as st:
+        again = st.ingest([home])
+    assert again.unchanged == 700 and again.threads == 0
+    assert digest(db_url) == after_import
+
+
+def test_an_import_rebuilds_a_missing_trigram_index(pg_url: str, tmp_path: Path) -> None:
+    """A big import that died between dropping and rebuilding the index is repaired by the next."""
+    home = copy_home(SHARED / "corpus" / "codex-0.169.0", tmp_path / "home")
+    with open_store(pg_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        with st.engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX search_items_trgm")
+        assert not _trigram_index_present(pg_url)
+        st.ingest([home])
+    assert _trigram_index_present(pg_url)
