@@ -20,13 +20,11 @@ Ordering rules that keep bytes safe:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from store import codec
@@ -93,44 +91,133 @@ class Plan:
         )
 
 
+BATCH_THREADS = 256  # operations journaled, run and committed together
+BATCH_BYTES = 256 << 20
+
+
+def begin_many(engine: Engine, plans: list[Plan]) -> list[int | None]:
+    """Commit the intents of several operations in one transaction.
+
+    Returns each plan's journal id, or None for a thread that another
+    operation still holds (not started).
+    """
+    out: list[int | None] = []
+    with write_tx(engine) as conn:
+        tids = [p.thread_id for p in plans if p.thread_id is not None]
+        held: set[str] = set()
+        for i in range(0, len(tids), 500):
+            held.update(
+                conn.execute(
+                    select(t.journal.c.thread_id).where(
+                        t.journal.c.thread_id.in_(tids[i : i + 500]), t.journal.c.state == "open"
+                    )
+                ).scalars()
+            )
+        ms = now_ms()
+        for plan in plans:
+            if plan.thread_id in held:
+                out.append(None)
+                continue
+            res = conn.execute(
+                insert(t.journal).values(
+                    op=plan.op,
+                    thread_id=plan.thread_id,
+                    state="open",
+                    plan=plan.to_json(),
+                    created_at_ms=ms,
+                    updated_at_ms=ms,
+                )
+            )
+            pk = res.inserted_primary_key
+            assert pk is not None
+            out.append(int(pk[0]))
+    for op in sorted({p.op for p in plans}):
+        fsops.crash_point(f"{op}:intent")
+    return out
+
+
 def begin(engine: Engine, plan: Plan) -> int:
     """Commit the intent; refuses a thread that another operation holds."""
-    with write_tx(engine) as conn:
-        if plan.thread_id is not None:
-            busy = conn.execute(
-                select(t.journal.c.id).where(
-                    t.journal.c.thread_id == plan.thread_id, t.journal.c.state == "open"
-                )
-            ).first()
-            if busy is not None:
-                raise Conflict(f"thread {plan.thread_id} is in an unfinished operation")
-        ms = now_ms()
-        res = conn.execute(
-            insert(t.journal).values(
-                op=plan.op,
-                thread_id=plan.thread_id,
-                state="open",
-                plan=plan.to_json(),
-                created_at_ms=ms,
-                updated_at_ms=ms,
-            )
-        )
-        pk = res.inserted_primary_key
-        assert pk is not None
-    fsops.crash_point(f"{plan.op}:intent")
-    return int(pk[0])
+    entry = begin_many(engine, [plan])[0]
+    if entry is None:
+        raise Conflict(f"thread {plan.thread_id} is in an unfinished operation")
+    return entry
 
 
 def run(engine: Engine, entry_id: int, plan: Plan) -> None:
     """Do (or finish) every step of the plan, then commit; abort on a hard failure."""
-    try:
-        for step in plan.steps:
-            _file_step(engine, entry_id, plan, step)
-        fsops.crash_point(f"{plan.op}:files")
-        _commit(engine, entry_id, plan)
-    except (OSError, RolloutsError) as exc:
-        _abort(engine, entry_id, plan, str(exc))
-        raise
+    errors = run_batch(engine, [(entry_id, plan)])
+    if entry_id in errors:
+        raise errors[entry_id]
+
+
+def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
+    """Journal and run `plans` in batches; each plan's error (it was rolled back) or None.
+
+    A batch shares one intent transaction, one fsync per folder between its
+    phases and one commit transaction; every plan is still its own journal
+    entry, finished or rolled back on its own.
+    """
+    out: list[Exception | None] = []
+    with engine.connect():  # keeps SQLite's WAL open between transactions
+        i = 0
+        while i < len(plans):
+            j, size = i, 0
+            while j < len(plans) and j - i < BATCH_THREADS and (j == i or size < BATCH_BYTES):
+                size += sum(st.size for st in plans[j].steps)
+                j += 1
+            batch = plans[i:j]
+            i = j
+            entries = begin_many(engine, batch)
+            started = [(e, p) for e, p in zip(entries, batch, strict=True) if e is not None]
+            errors = run_batch(engine, started)
+            for e, p in zip(entries, batch, strict=True):
+                if e is None:
+                    out.append(Conflict(f"thread {p.thread_id} is in an unfinished operation"))
+                else:
+                    out.append(errors.get(e))
+    return out
+
+
+def run_batch(engine: Engine, entries: list[tuple[int, Plan]]) -> dict[int, Exception]:
+    """Do (or finish) the file steps of several operations, then commit them together.
+
+    Phases, each made durable (one fsync per folder) before the next starts:
+    1. copies and renames: compressed and restored copies written, checked and
+       renamed into place, moves renamed, vault uploads committed;
+    2. sources whose copies are now durable removed;
+    3. one database transaction: every operation's rows, audit entries and
+       `state = done` (vaulted sources are unlinked inside it).
+    An operation that fails is aborted alone; the others go on.
+    """
+    errors: dict[int, Exception] = {}
+    sync = fsops.DirSync()
+    placed: list[tuple[int, Plan, list[Path]]] = []
+    for entry_id, plan in entries:
+        removals: list[Path] = []
+        try:
+            for step in plan.steps:
+                _file_step(engine, entry_id, plan, step, sync, removals)
+            placed.append((entry_id, plan, removals))
+        except (OSError, RolloutsError) as exc:
+            errors[entry_id] = exc
+    sync.flush()
+    done: list[tuple[int, Plan]] = []
+    for entry_id, plan, removals in placed:
+        try:
+            for path in removals:
+                fsops.unlink(path, sync)
+            done.append((entry_id, plan))
+        except OSError as exc:
+            errors[entry_id] = exc
+    sync.flush()
+    for op in sorted({plan.op for _, plan in done}):
+        fsops.crash_point(f"{op}:files")
+    errors.update(_commit_many(engine, done))
+    for entry_id, plan in entries:
+        if entry_id in errors:
+            _abort(engine, entry_id, plan, str(errors[entry_id]))
+    return errors
 
 
 def recover(engine: Engine) -> list[str]:
@@ -155,57 +242,66 @@ def recover(engine: Engine) -> list[str]:
 # -- file steps ------------------------------------------------------------------------
 
 
-def _file_step(engine: Engine, entry_id: int, plan: Plan, st: Step) -> None:
+def _file_step(
+    engine: Engine,
+    entry_id: int,
+    plan: Plan,
+    st: Step,
+    sync: fsops.DirSync,
+    removals: list[Path],
+) -> None:
     root = Path(plan.root)
     src, dst = root / st.src, root / st.dst
     if st.mode in ("move", "trash", "untrash"):
-        _move(src, dst)
+        _move(src, dst, sync)
     elif st.mode == "compress":
-        _compress(src, dst, st)
+        _compress(src, dst, st, sync, removals)
     elif st.mode == "vault":
         _vault(engine, entry_id, plan, st, src)
     elif st.mode == "unvault" or st.mode == "untrash_vault":
-        _unvault(engine, st, dst)
+        _unvault(engine, st, dst, sync)
     elif st.mode == "purge" and st.src:
-        fsops.unlink(src)
+        fsops.unlink(src, sync)
     fsops.crash_point(f"{plan.op}:step")
 
 
-def _move(src: Path, dst: Path) -> None:
+def _move(src: Path, dst: Path, sync: fsops.DirSync) -> None:
     if dst.exists() and not src.exists():
         return  # done before a crash
     if not src.exists():
         raise Conflict(f"cannot move {src}: it is gone")
-    fsops.move(src, dst)
+    fsops.move(src, dst, sync)
 
 
-def _zst_hash(path: Path) -> str:
-    """sha256 of the content of a zstd file whatever its name (the temporary one)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as raw:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        while chunk := reader.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def changed(src: Path, st: Step) -> bool:
+    """Whether the source file differs (size or mtime) from what the plan saw."""
+    try:
+        info = src.stat()
+    except FileNotFoundError:
+        return True
+    return info.st_size != st.size or info.st_mtime_ns != st.mtime_ns
 
 
-def _compress(src: Path, dst: Path, st: Step) -> None:
+def _compress(
+    src: Path, dst: Path, st: Step, sync: fsops.DirSync, removals: list[Path]
+) -> None:
     if dst.exists():
-        sha, _ = fsops.content_hash(dst)
-        if sha != st.sha256:
-            raise Conflict(f"{dst} is in the way and differs from {src}")
-        fsops.unlink(src)
+        if src.exists():  # renamed before a crash: the source goes if the copy matches it
+            if fsops.content_hash(dst)[0] != fsops.content_hash(src)[0]:
+                raise Conflict(f"{dst} is in the way and differs from {src}")
+            removals.append(src)
         return
     if not src.exists():
         raise Conflict(f"cannot compress {src}: it is gone")
-    fsops.write_chunks(dst, fsops.read_chunks(src), compress=True)
+    sha, size = fsops.write_compressed(dst, src)
     fsops.crash_point("compress:written")
-    if _zst_hash(fsops.tmp_path(dst)) != st.sha256:
+    if size != st.size or changed(src, st):
         fsops.drop_tmp(dst)
         raise Conflict(f"{src} changed while it was compressed (Codex may be writing it)")
-    fsops.commit_tmp(dst, st.mtime_ns)
+    st.sha256 = sha
+    fsops.commit_tmp(dst, st.mtime_ns, sync)
     fsops.crash_point("compress:renamed")
-    fsops.unlink(src)
+    removals.append(src)
 
 
 def _vault(engine: Engine, entry_id: int, plan: Plan, st: Step, src: Path) -> None:
@@ -228,7 +324,7 @@ def _vault(engine: Engine, entry_id: int, plan: Plan, st: Step, src: Path) -> No
     with open_stream(src) as stream:
         blob = vault.upload(engine, st.blob_id, stream)
     fsops.crash_point("vault:uploaded")
-    if blob.sha256 != st.sha256:
+    if changed(src, st):
         raise Conflict(f"{src} changed while it was vaulted (Codex may be writing it)")
     with write_tx(engine) as conn:
         conn.execute(
@@ -242,6 +338,7 @@ def _vault(engine: Engine, entry_id: int, plan: Plan, st: Step, src: Path) -> No
             )
         )
         st.blob_id = blob.id
+        st.sha256 = blob.sha256
         conn.execute(
             update(t.journal)
             .where(t.journal.c.id == entry_id)
@@ -250,7 +347,7 @@ def _vault(engine: Engine, entry_id: int, plan: Plan, st: Step, src: Path) -> No
     fsops.crash_point("vault:committed")
 
 
-def _unvault(engine: Engine, st: Step, dst: Path) -> None:
+def _unvault(engine: Engine, st: Step, dst: Path, sync: fsops.DirSync) -> None:
     assert st.blob_id is not None
     with engine.connect() as conn:
         blob = vault.get(conn, st.blob_id)
@@ -263,43 +360,57 @@ def _unvault(engine: Engine, st: Step, dst: Path) -> None:
         if sha != blob.sha256:
             raise Conflict(f"{dst} is in the way and differs from the vaulted copy")
         return
-    fsops.write_chunks(dst, vault.read(engine, blob.id))
+    got = fsops.write_chunks(dst, vault.read(engine, blob.id))
     fsops.crash_point("unvault:written")
-    got, _ = _plain_hash(fsops.tmp_path(dst))
-    if got != blob.sha256:
+    if got != (blob.sha256, blob.size):
         fsops.drop_tmp(dst)
         raise Conflict(f"restored copy of blob {blob.id} does not match its sha256")
-    fsops.commit_tmp(dst, st.mtime_ns or None)
-
-
-def _plain_hash(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    fsops.commit_tmp(dst, st.mtime_ns or None, sync)
 
 
 # -- commit and abort ---------------------------------------------------------------------
 
 
-def _commit(engine: Engine, entry_id: int, plan: Plan) -> None:
+def _commit_many(engine: Engine, done: list[tuple[int, Plan]]) -> dict[int, Exception]:
+    """Commit operations whose file steps are done: together, or one by one if one fails."""
     from store.archive import commit as c
 
-    root = Path(plan.root)
-    if plan.op == "untrash":
-        c.reindex(engine, root, plan)
+    if not done:
+        return {}
+    for _entry_id, plan in done:
+        if plan.op == "untrash":
+            c.reindex(engine, Path(plan.root), plan)
+    try:
+        _commit_tx(engine, done)
+        return {}
+    except (OSError, RolloutsError) as exc:
+        if len(done) == 1:
+            return {done[0][0]: exc}
+    errors: dict[int, Exception] = {}
+    for item in done:
+        try:
+            _commit_tx(engine, [item])
+        except (OSError, RolloutsError) as exc:
+            errors[item[0]] = exc
+    return errors
+
+
+def _commit_tx(engine: Engine, done: list[tuple[int, Plan]]) -> None:
+    from store.archive import commit as c
+
+    sync = fsops.DirSync()
     with write_tx(engine) as conn:
-        state = conn.execute(
-            select(t.journal.c.state).where(t.journal.c.id == entry_id)
-        ).scalar_one()
-        if state != "open":
-            return  # another process finished it
-        c.apply(conn, root, plan)
-        fsops.crash_point(f"{plan.op}:before-commit")
-        _set_state(conn, entry_id, "done", None)
+        for entry_id, plan in done:
+            state = conn.execute(
+                select(t.journal.c.state).where(t.journal.c.id == entry_id)
+            ).scalar_one()
+            if state != "open":
+                continue  # another process finished it
+            c.apply(conn, Path(plan.root), plan, sync)
+            _set_state(conn, entry_id, "done", None)
+        sync.flush()  # vaulted sources unlinked inside the transaction
+        for op in sorted({plan.op for _, plan in done}):
+            fsops.crash_point(f"{op}:before-commit")
 
 
 def _abort(engine: Engine, entry_id: int, plan: Plan, message: str) -> None:

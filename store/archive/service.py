@@ -137,15 +137,15 @@ def _plan_archive(
     steps = []
     for f in files:
         name = Path(f.rel).name
+        # No hashing here: the copy is hashed while it is written (one pass)
+        # and the source's size and mtime are checked again before it goes.
         if vault:
-            sha, _ = fsops.content_hash(root / f.rel)
             steps.append(
-                Step("vault", f.id, f.rel, f"{ARCHIVED}/{_plain(name)}", f.size, f.mtime_ns, sha)
+                Step("vault", f.id, f.rel, f"{ARCHIVED}/{_plain(name)}", f.size, f.mtime_ns)
             )
         elif compress and not f.compressed:
-            sha, _ = fsops.content_hash(root / f.rel)
             steps.append(
-                Step("compress", f.id, f.rel, f"{ARCHIVED}/{name}.zst", f.size, f.mtime_ns, sha)
+                Step("compress", f.id, f.rel, f"{ARCHIVED}/{name}.zst", f.size, f.mtime_ns)
             )
         elif not f.rel.startswith(ARCHIVED + "/"):
             steps.append(Step("move", f.id, f.rel, f"{ARCHIVED}/{name}", f.size, f.mtime_ns))
@@ -221,31 +221,34 @@ def _run_many(
     report = Report(dry_run=dry_run)
     if not dry_run:
         report.recovered = journal.recover(engine)
+    plans: list[Plan] = []
     for tid in ids:
         try:
             plan, _row = planner(engine, tid)
         except RolloutsError as exc:
             report.skip(tid, exc)
             continue
+        plans.append(plan)
+    if dry_run:
+        outcomes: list[Exception | None] = [None] * len(plans)
+    else:
+        outcomes = journal.execute(engine, plans)
+    for plan, err in zip(plans, outcomes, strict=True):
+        tid = str(plan.thread_id)
+        if err is not None:
+            report.skip(tid, err)
+            continue
         root = Path(plan.root)
-        before = sum(st.size for st in plan.steps if st.mode != "unvault")
+        report.threads += 1
+        report.bytes_before += sum(st.size for st in plan.steps if st.mode != "unvault")
         if dry_run:
-            after = sum(_estimate_after(root, st) for st in plan.steps)
+            report.bytes_after += sum(_estimate_after(root, st) for st in plan.steps)
         else:
-            try:
-                entry = journal.begin(engine, plan)
-                journal.run(engine, entry, plan)
-            except (RolloutsError, OSError) as exc:
-                report.skip(tid, exc)
-                continue
-            after = sum(
+            report.bytes_after += sum(
                 (root / st.dst).stat().st_size
                 for st in plan.steps
                 if st.dst and st.mode not in ("trash",) and (root / st.dst).exists()
             )
-        report.threads += 1
-        report.bytes_before += before
-        report.bytes_after += after
         for st in plan.steps:
             report.items.append(
                 {
