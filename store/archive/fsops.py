@@ -9,12 +9,14 @@ renamed into place; a source is removed only once its bytes are safe elsewhere.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import signal
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -40,25 +42,60 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class DirSync:
-    """Folders whose renames and unlinks must be made durable, fsynced once each.
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int], int], fn)
 
-    A batch of file steps renames and unlinks in a few folders; each folder is
-    fsynced once (`flush`) before anything that depends on those steps (the
-    next phase, the database commit) runs.
+
+_SYNCFS = _load_syncfs() if sys.platform.startswith("linux") else None
+
+
+class DirSync:
+    """Files and folders to make durable together, once per batch phase.
+
+    A batch of file steps writes temporary copies and renames and unlinks in
+    a few folders. `flush` makes all of it durable before anything that
+    depends on it (the next phase, the database commit) runs: on Linux with
+    one `syncfs` per file system, else with one fsync per file and folder.
     """
 
     def __init__(self) -> None:
+        self.files: set[Path] = set()
         self.dirs: set[Path] = set()
 
     def add(self, *paths: Path) -> None:
         self.dirs.update(paths)
 
+    def add_file(self, path: Path) -> None:
+        self.files.add(path)
+
     def flush(self) -> None:
-        for d in sorted(self.dirs):
-            with contextlib.suppress(FileNotFoundError):  # gone: nothing to make durable
-                fsync_dir(d)
+        paths = sorted(self.files | self.dirs)
+        self.files.clear()
         self.dirs.clear()
+        if _SYNCFS is not None:
+            devices: dict[int, Path] = {}
+            for p in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    devices.setdefault(os.stat(p).st_dev, p)
+            for p in devices.values():
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    if _SYNCFS(fd) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err), str(p))
+                finally:
+                    os.close(fd)
+            return
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):  # gone: nothing to make durable
+                fsync_dir(p)  # works for files too (read-only descriptor)
 
 
 def content_hash(path: Path) -> tuple[str, int]:
@@ -76,10 +113,13 @@ def tmp_path(dst: Path) -> Path:
     return dst.with_name(dst.name + TMP_SUFFIX)
 
 
-def write_chunks(dst: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
+def write_chunks(
+    dst: Path, chunks: Iterable[bytes], sync: DirSync | None = None
+) -> tuple[str, int]:
     """Write `chunks` to dst's temporary name and flush it to disk (no rename).
 
     Returns (sha256, size) of what was written, hashed on the way (one pass).
+    With `sync` the flush is left to `sync.flush()` (once for a batch).
     """
     tmp = tmp_path(dst)
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +130,19 @@ def write_chunks(dst: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
             raw.write(c)
             h.update(c)
             size += len(c)
-        raw.flush()
-        os.fsync(raw.fileno())
+        _flush(raw, tmp, sync)
     return h.hexdigest(), size
 
 
-def write_compressed(dst: Path, src: Path) -> tuple[str, int]:
+def _flush(raw: BinaryIO, tmp: Path, sync: DirSync | None) -> None:
+    raw.flush()
+    if sync is None:
+        os.fsync(raw.fileno())
+    else:
+        sync.add_file(tmp)
+
+
+def write_compressed(dst: Path, src: Path, sync: DirSync | None = None) -> tuple[str, int]:
     """Compress src into dst's temporary name, checked, flushed (no rename); one read of src.
 
     Each compressed piece is decompressed again on the way and hashed, so the
@@ -125,8 +172,7 @@ def write_compressed(dst: Path, src: Path) -> tuple[str, int]:
             n_in += len(chunk)
             emit(raw, cobj.compress(chunk))
         emit(raw, cobj.flush())
-        raw.flush()
-        os.fsync(raw.fileno())
+        _flush(raw, tmp, sync)
     if (h_out.hexdigest(), n_out) != (h_in.hexdigest(), n_in):
         drop_tmp(dst)
         raise OSError(f"compressed copy of {src} does not decompress to the original")

@@ -182,35 +182,42 @@ def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
 def run_batch(engine: Engine, entries: list[tuple[int, Plan]]) -> dict[int, Exception]:
     """Do (or finish) the file steps of several operations, then commit them together.
 
-    Phases, each made durable (one fsync per folder) before the next starts:
-    1. copies and renames: compressed and restored copies written, checked and
-       renamed into place, moves renamed, vault uploads committed;
-    2. sources whose copies are now durable removed;
-    3. one database transaction: every operation's rows, audit entries and
+    Phases, each made durable (`DirSync.flush`: one syncfs, or one fsync per
+    file and folder) before the next starts:
+    1. compressed and restored copies written to temporary names and checked,
+       moves renamed, vault uploads committed;
+    2. the temporary copies renamed into place;
+    3. sources whose copies are now durable removed;
+    4. one database transaction: every operation's rows, audit entries and
        `state = done` (vaulted sources are unlinked inside it).
     An operation that fails is aborted alone; the others go on.
     """
     errors: dict[int, Exception] = {}
     sync = fsops.DirSync()
-    placed: list[tuple[int, Plan, list[Path]]] = []
+    placed: list[tuple[int, Plan, _Later]] = []
+    _vault_all(engine, entries, errors)
     for entry_id, plan in entries:
-        removals: list[Path] = []
+        if entry_id in errors:
+            continue
+        later = _Later()
         try:
             for step in plan.steps:
-                _file_step(engine, entry_id, plan, step, sync, removals)
-            placed.append((entry_id, plan, removals))
+                _file_step(engine, entry_id, plan, step, sync, later)
+            placed.append((entry_id, plan, later))
         except (OSError, RolloutsError) as exc:
             errors[entry_id] = exc
+    for phase in ("renames", "removals"):
+        sync.flush()
+        kept = []
+        for entry_id, plan, later in placed:
+            try:
+                later.run(phase, sync)
+                kept.append((entry_id, plan, later))
+            except OSError as exc:
+                errors[entry_id] = exc
+        placed = kept
     sync.flush()
-    done: list[tuple[int, Plan]] = []
-    for entry_id, plan, removals in placed:
-        try:
-            for path in removals:
-                fsops.unlink(path, sync)
-            done.append((entry_id, plan))
-        except OSError as exc:
-            errors[entry_id] = exc
-    sync.flush()
+    done = [(entry_id, plan) for entry_id, plan, _later in placed]
     for op in sorted({plan.op for _, plan in done}):
         fsops.crash_point(f"{op}:files")
     errors.update(_commit_many(engine, done))
@@ -218,6 +225,23 @@ def run_batch(engine: Engine, entries: list[tuple[int, Plan]]) -> dict[int, Exce
         if entry_id in errors:
             _abort(engine, entry_id, plan, str(errors[entry_id]))
     return errors
+
+
+@dataclass
+class _Later:
+    """File steps of one operation that wait for the batch's earlier steps to be durable."""
+
+    renames: list[tuple[Path, int | None, str]] = field(default_factory=list)
+    removals: list[Path] = field(default_factory=list)
+
+    def run(self, phase: str, sync: fsops.DirSync) -> None:
+        if phase == "renames":
+            for dst, mtime_ns, crash in self.renames:
+                fsops.commit_tmp(dst, mtime_ns, sync)
+                fsops.crash_point(crash)
+        else:
+            for path in self.removals:
+                fsops.unlink(path, sync)
 
 
 def recover(engine: Engine) -> list[str]:
@@ -248,18 +272,18 @@ def _file_step(
     plan: Plan,
     st: Step,
     sync: fsops.DirSync,
-    removals: list[Path],
+    later: _Later,
 ) -> None:
     root = Path(plan.root)
     src, dst = root / st.src, root / st.dst
     if st.mode in ("move", "trash", "untrash"):
         _move(src, dst, sync)
     elif st.mode == "compress":
-        _compress(src, dst, st, sync, removals)
+        _compress(src, dst, st, sync, later)
     elif st.mode == "vault":
-        _vault(engine, entry_id, plan, st, src)
+        pass  # done for the whole batch first (_vault_all)
     elif st.mode == "unvault" or st.mode == "untrash_vault":
-        _unvault(engine, st, dst, sync)
+        _unvault(engine, st, dst, sync, later)
     elif st.mode == "purge" and st.src:
         fsops.unlink(src, sync)
     fsops.crash_point(f"{plan.op}:step")
@@ -282,72 +306,109 @@ def changed(src: Path, st: Step) -> bool:
     return info.st_size != st.size or info.st_mtime_ns != st.mtime_ns
 
 
-def _compress(
-    src: Path, dst: Path, st: Step, sync: fsops.DirSync, removals: list[Path]
-) -> None:
+def _compress(src: Path, dst: Path, st: Step, sync: fsops.DirSync, later: _Later) -> None:
     if dst.exists():
         if src.exists():  # renamed before a crash: the source goes if the copy matches it
             if fsops.content_hash(dst)[0] != fsops.content_hash(src)[0]:
                 raise Conflict(f"{dst} is in the way and differs from {src}")
-            removals.append(src)
+            later.removals.append(src)
         return
     if not src.exists():
         raise Conflict(f"cannot compress {src}: it is gone")
-    sha, size = fsops.write_compressed(dst, src)
+    sha, size = fsops.write_compressed(dst, src, sync)
     fsops.crash_point("compress:written")
     if size != st.size or changed(src, st):
         fsops.drop_tmp(dst)
         raise Conflict(f"{src} changed while it was compressed (Codex may be writing it)")
     st.sha256 = sha
-    fsops.commit_tmp(dst, st.mtime_ns, sync)
-    fsops.crash_point("compress:renamed")
-    removals.append(src)
+    later.renames.append((dst, st.mtime_ns, "compress:renamed"))
+    later.removals.append(src)
 
 
-def _vault(engine: Engine, entry_id: int, plan: Plan, st: Step, src: Path) -> None:
-    assert st.file_id is not None
+def _vault_all(
+    engine: Engine, entries: list[tuple[int, Plan]], errors: dict[int, Exception]
+) -> None:
+    """The vault steps of a batch: upload every file, then commit every vault row at once.
+
+    Transactions: one to create the blobs (journaled), one per 8 MB of chunks
+    across files, one for the checked blobs and vault rows. A file that fails
+    fails its own operation only.
+    """
+    todo = [(e, p, st) for e, p in entries for st in p.steps if st.mode == "vault"]
+    if not todo:
+        return
+    ids = [st.file_id for _e, _p, st in todo]
     with engine.connect() as conn:
-        row = conn.execute(select(t.vault.c.blob_id).where(t.vault.c.file_id == st.file_id)).first()
-        if row is not None:
-            return  # uploaded and committed; the source goes in the final transaction
-    if not src.exists():
-        raise Conflict(f"cannot vault {src}: it is gone")
-    with write_tx(engine) as conn:
-        if st.blob_id is not None and vault.get(conn, st.blob_id) is None:
-            vault.drop_blob(conn, st.blob_id)  # half an upload from before a crash
-        st.blob_id = vault.new_blob(conn)
-        conn.execute(
-            update(t.journal)
-            .where(t.journal.c.id == entry_id)
-            .values(plan=plan.to_json(), updated_at_ms=now_ms())
+        held = set(
+            conn.execute(select(t.vault.c.file_id).where(t.vault.c.file_id.in_(ids))).scalars()
         )
-    with open_stream(src) as stream:
-        blob = vault.upload(engine, st.blob_id, stream)
+    # uploaded and committed before: the source goes in the final transaction
+    todo = [(e, p, st) for e, p, st in todo if st.file_id not in held]
+    root_of = {e: Path(p.root) for e, p in entries}
+    for e, _p, st in todo:
+        if not (root_of[e] / st.src).exists():
+            errors.setdefault(e, Conflict(f"cannot vault {root_of[e] / st.src}: it is gone"))
+    todo = [(e, p, st) for e, p, st in todo if e not in errors]
+    if not todo:
+        return
+    with write_tx(engine) as conn:
+        for _e, _p, st in todo:
+            if st.blob_id is not None and vault.get(conn, st.blob_id) is None:
+                vault.drop_blob(conn, st.blob_id)  # half an upload from before a crash
+            st.blob_id = vault.new_blob(conn)
+        _save_plans(conn, {e: p for e, p, _st in todo})
+    up = vault.Uploader(engine)
+    sent: dict[int, tuple[str, int]] = {}
+    for e, _p, st in todo:
+        assert st.blob_id is not None
+        try:
+            with open_stream(root_of[e] / st.src) as stream:
+                sent[st.blob_id] = up.add(st.blob_id, stream)
+        except (OSError, RolloutsError) as exc:
+            errors.setdefault(e, exc)
+    up.flush()
     fsops.crash_point("vault:uploaded")
-    if changed(src, st):
-        raise Conflict(f"{src} changed while it was vaulted (Codex may be writing it)")
     with write_tx(engine) as conn:
-        conn.execute(
-            insert(t.vault).values(
-                file_id=st.file_id,
-                thread_id=plan.thread_id,
-                blob_id=blob.id,
-                source_rel=st.src,
-                mtime_ns=st.mtime_ns,
-                vaulted_at_ms=now_ms(),
+        for e, p, st in todo:
+            if e in errors:
+                continue
+            if changed(root_of[e] / st.src, st):
+                errors[e] = Conflict(
+                    f"{root_of[e] / st.src} changed while it was vaulted (Codex may be writing it)"
+                )
+                continue
+            assert st.blob_id is not None
+            try:  # raises before it writes anything
+                blob = vault.finish(engine, conn, st.blob_id, *sent[st.blob_id])
+            except RolloutsError as exc:
+                errors[e] = exc
+                continue
+            conn.execute(
+                insert(t.vault).values(
+                    file_id=st.file_id,
+                    thread_id=p.thread_id,
+                    blob_id=blob.id,
+                    source_rel=st.src,
+                    mtime_ns=st.mtime_ns,
+                    vaulted_at_ms=now_ms(),
+                )
             )
-        )
-        st.blob_id = blob.id
-        st.sha256 = blob.sha256
-        conn.execute(
-            update(t.journal)
-            .where(t.journal.c.id == entry_id)
-            .values(plan=plan.to_json(), updated_at_ms=now_ms())
-        )
+            st.blob_id = blob.id
+            st.sha256 = blob.sha256
+        _save_plans(conn, {e: p for e, p, _st in todo if e not in errors})
     fsops.crash_point("vault:committed")
 
 
-def _unvault(engine: Engine, st: Step, dst: Path, sync: fsops.DirSync) -> None:
+def _save_plans(conn: Connection, plans: dict[int, Plan]) -> None:
+    for entry_id, plan in plans.items():
+        conn.execute(
+            update(t.journal)
+            .where(t.journal.c.id == entry_id)
+            .values(plan=plan.to_json(), updated_at_ms=now_ms())
+        )
+
+
+def _unvault(engine: Engine, st: Step, dst: Path, sync: fsops.DirSync, later: _Later) -> None:
     assert st.blob_id is not None
     with engine.connect() as conn:
         blob = vault.get(conn, st.blob_id)
@@ -360,12 +421,12 @@ def _unvault(engine: Engine, st: Step, dst: Path, sync: fsops.DirSync) -> None:
         if sha != blob.sha256:
             raise Conflict(f"{dst} is in the way and differs from the vaulted copy")
         return
-    got = fsops.write_chunks(dst, vault.read(engine, blob.id))
+    got = fsops.write_chunks(dst, vault.read(engine, blob.id), sync)
     fsops.crash_point("unvault:written")
     if got != (blob.sha256, blob.size):
         fsops.drop_tmp(dst)
         raise Conflict(f"restored copy of blob {blob.id} does not match its sha256")
-    fsops.commit_tmp(dst, st.mtime_ns or None, sync)
+    later.renames.append((dst, st.mtime_ns or None, "unvault:renamed"))
 
 
 # -- commit and abort ---------------------------------------------------------------------
