@@ -159,7 +159,7 @@ def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
     entry, finished or rolled back on its own.
     """
     out: list[Exception | None] = []
-    with engine.connect():  # keeps SQLite's WAL open between transactions
+    with engine.connect() as rconn:  # also keeps SQLite's WAL open between transactions
         i = 0
         while i < len(plans):
             j, size = i, 0
@@ -170,7 +170,7 @@ def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
             i = j
             entries = begin_many(engine, batch)
             started = [(e, p) for e, p in zip(entries, batch, strict=True) if e is not None]
-            errors = run_batch(engine, started)
+            errors = run_batch(engine, started, rconn)
             for e, p in zip(entries, batch, strict=True):
                 if e is None:
                     out.append(Conflict(f"thread {p.thread_id} is in an unfinished operation"))
@@ -179,7 +179,9 @@ def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
     return out
 
 
-def run_batch(engine: Engine, entries: list[tuple[int, Plan]]) -> dict[int, Exception]:
+def run_batch(
+    engine: Engine, entries: list[tuple[int, Plan]], rconn: Connection | None = None
+) -> dict[int, Exception]:
     """Do (or finish) the file steps of several operations, then commit them together.
 
     Phases, each made durable (`DirSync.flush`: one syncfs, or one fsync per
@@ -192,6 +194,9 @@ def run_batch(engine: Engine, entries: list[tuple[int, Plan]]) -> dict[int, Exce
        `state = done` (vaulted sources are unlinked inside it).
     An operation that fails is aborted alone; the others go on.
     """
+    if rconn is None:
+        with engine.connect() as conn:
+            return run_batch(engine, entries, conn)
     errors: dict[int, Exception] = {}
     sync = fsops.DirSync()
     placed: list[tuple[int, Plan, _Later]] = []
@@ -202,10 +207,12 @@ def run_batch(engine: Engine, entries: list[tuple[int, Plan]]) -> dict[int, Exce
         later = _Later()
         try:
             for step in plan.steps:
-                _file_step(engine, entry_id, plan, step, sync, later)
+                _file_step(rconn, entry_id, plan, step, sync, later)
             placed.append((entry_id, plan, later))
         except (OSError, RolloutsError) as exc:
             errors[entry_id] = exc
+        finally:
+            rconn.rollback()  # no read snapshot held across operations
     for phase in ("renames", "removals"):
         sync.flush()
         kept = []
@@ -267,7 +274,7 @@ def recover(engine: Engine) -> list[str]:
 
 
 def _file_step(
-    engine: Engine,
+    rconn: Connection,
     entry_id: int,
     plan: Plan,
     st: Step,
@@ -283,7 +290,7 @@ def _file_step(
     elif st.mode == "vault":
         pass  # done for the whole batch first (_vault_all)
     elif st.mode == "unvault" or st.mode == "untrash_vault":
-        _unvault(engine, st, dst, sync, later)
+        _unvault(rconn, st, dst, sync, later)
     elif st.mode == "purge" and st.src:
         fsops.unlink(src, sync)
     fsops.crash_point(f"{plan.op}:step")
@@ -408,10 +415,9 @@ def _save_plans(conn: Connection, plans: dict[int, Plan]) -> None:
         )
 
 
-def _unvault(engine: Engine, st: Step, dst: Path, sync: fsops.DirSync, later: _Later) -> None:
+def _unvault(conn: Connection, st: Step, dst: Path, sync: fsops.DirSync, later: _Later) -> None:
     assert st.blob_id is not None
-    with engine.connect() as conn:
-        blob = vault.get(conn, st.blob_id)
+    blob = vault.get(conn, st.blob_id)
     if blob is None:
         if dst.exists():
             return  # restored and committed before a crash
@@ -421,7 +427,7 @@ def _unvault(engine: Engine, st: Step, dst: Path, sync: fsops.DirSync, later: _L
         if sha != blob.sha256:
             raise Conflict(f"{dst} is in the way and differs from the vaulted copy")
         return
-    got = fsops.write_chunks(dst, vault.read(engine, blob.id), sync)
+    got = fsops.write_chunks(dst, vault.read(conn.engine, blob.id, conn), sync)
     fsops.crash_point("unvault:written")
     if got != (blob.sha256, blob.size):
         fsops.drop_tmp(dst)
