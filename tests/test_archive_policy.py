@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from store import open_store
 from store.archive import tables as t
+from store.sql import schema as s
 from tests.cli_run import assert_clean_failure, rollouts
 from tests.conftest import CORPUS, copy_home
 from tests.helpers import json_lines, rollout_files, thread_id_of
@@ -72,7 +73,7 @@ def test_retain_policy_file_dry_run_then_apply(
 ) -> None:
     home, threads = aged
     (home / "rollouts-retention.toml").write_text(
-        "[retention]\nkeep_newest = 1\narchive_after = \"30d\"\nvault_after = \"80d\"\n"
+        '[retention]\nkeep_newest = 1\narchive_after = "30d"\nvault_after = "80d"\n'
         "compress = false\n"
     )
     imported(home, db_url)
@@ -151,26 +152,40 @@ def test_retain_bad_policy_is_a_clean_error(db_url: str, tmp_path: Path) -> None
     assert_clean_failure(rollouts(home, db_url, "retain", "--vault-after", "x"), "not a duration")
 
 
-def _expected_tokens(home: Path) -> dict[tuple[str, str], int]:
-    """(model, day) -> total tokens, from each thread's last token_count event."""
-    out: dict[tuple[str, str], int] = defaultdict(int)
+def _expected_tokens(home: Path) -> tuple[dict[tuple[str, str], int], set[str]]:
+    """(model, day) -> total tokens, from each thread's last token_count event.
+
+    Threads with a revert segment (`..._<id>.jsonl`) are left out and returned
+    apart: what a rollback does to the usage is the replay's business (tested
+    with the mapping), not a file-level fact.
+    """
+    by_thread: dict[str, list[Path]] = defaultdict(list)
     for p in rollout_files(home):
-        model, total = _expected_tokens_of(p)
-        out[(model, str(meta(p)["timestamp"])[:10])] += total
-    return dict(out)
+        by_thread[thread_id_of(p)].append(p)
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    reverted = set()
+    for tid, paths in by_thread.items():
+        if len(paths) > 1:
+            reverted.add(tid)
+            continue
+        model, total = _expected_tokens_of(paths[0])
+        out[(model, str(meta(paths[0])["timestamp"])[:10])] += total
+    return dict(out), reverted
 
 
 def test_stats_json_on_real_corpus(db_url: str, tmp_path: Path) -> None:
     home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
     files = rollout_files(home)
-    assert len({thread_id_of(p) for p in files}) == len(files)  # one file per thread here
-    tokens = _expected_tokens(home)
+    tokens, reverted = _expected_tokens(home)
+    assert reverted  # the corpus has a thread with a revert segment
     imported(home, db_url)
 
     active = [p for p in files if "archived_sessions" not in p.parts]
     archived = [p for p in files if "archived_sessions" in p.parts]
     compress_p, vault_p, delete_p = active[0], active[1], active[2]
     plain_sizes = {p.name: p.stat().st_size for p in files}
+    metas = {p: meta(p) for p in files}  # read before the files move
+    del_tokens = _expected_tokens_of(delete_p)
     cli_json(home, db_url, "archive", thread_id_of(compress_p), "--compress", "--json")
     cli_json(home, db_url, "archive", thread_id_of(vault_p), "--vault", "--json")
     cli_json(home, db_url, "delete", thread_id_of(delete_p), "--json")
@@ -199,7 +214,7 @@ def test_stats_json_on_real_corpus(db_url: str, tmp_path: Path) -> None:
     # by project (cwd of session_meta)
     want_project: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0, "bytes": 0})
     for p in indexed:
-        slot = want_project[meta(p)["cwd"]]
+        slot = want_project[metas[p]["cwd"]]
         slot["files"] += 1
         slot["bytes"] += on_disk(p)
     assert st["project"] == dict(want_project)
@@ -208,7 +223,7 @@ def test_stats_json_on_real_corpus(db_url: str, tmp_path: Path) -> None:
         "2026-11": {"files": len(indexed), "bytes": sum(on_disk(p) for p in indexed)}
     }
     # by source: exec sessions are those whose session_meta says so
-    exec_files = [p for p in indexed if meta(p).get("source") == "exec"]
+    exec_files = [p for p in indexed if metas[p].get("source") == "exec"]
     assert exec_files
     assert st["source"]["exec"] == {
         "files": len(exec_files),
@@ -216,11 +231,18 @@ def test_stats_json_on_real_corpus(db_url: str, tmp_path: Path) -> None:
     }
     assert sum(v["files"] for v in st["source"].values()) == len(indexed)
     # tokens by model and day (the deleted thread is no longer counted)
-    del_meta = meta(delete_p)
-    del_tokens = _expected_tokens_of(delete_p)
     want_tokens = dict(tokens)
-    key = (del_tokens[0], str(del_meta["timestamp"])[:10])
+    key = (del_tokens[0], str(metas[delete_p]["timestamp"])[:10])
     want_tokens[key] -= del_tokens[1]
+    with open_store(db_url) as store, store.engine.connect() as conn:
+        for tid in reverted:  # its usage after the rollback, as the replay computed it
+            row = conn.execute(
+                select(
+                    s.threads.c.model, s.threads.c.created_at_ms, s.threads.c.tokens_total
+                ).where(s.threads.c.id == tid)
+            ).one()
+            day = time.strftime("%Y-%m-%d", time.gmtime(row[1] / 1000))
+            want_tokens[(row[0], day)] = want_tokens.get((row[0], day), 0) + int(row[2] or 0)
     got = {(r["model"], r["day"]): r["tokens"] for r in st["tokens"]}
     assert got == {k: v for k, v in want_tokens.items() if k in got}
     assert sum(got.values()) == sum(want_tokens.values()) > 0
