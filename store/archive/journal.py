@@ -154,9 +154,10 @@ def run(engine: Engine, entry_id: int, plan: Plan) -> None:
 def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
     """Journal and run `plans` in batches; each plan's error (it was rolled back) or None.
 
-    A batch shares one intent transaction, one fsync per folder between its
-    phases and one commit transaction; every plan is still its own journal
-    entry, finished or rolled back on its own.
+    A batch (up to BATCH_THREADS plans or BATCH_BYTES) shares one intent
+    transaction, one flush to disk between its phases and one commit
+    transaction; every plan is still its own journal entry, finished or rolled
+    back on its own.
     """
     out: list[Exception | None] = []
     with engine.connect() as rconn:  # also keeps SQLite's WAL open between transactions

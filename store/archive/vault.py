@@ -210,9 +210,14 @@ def drop_blob(conn: Connection, blob_id: int) -> None:
                 t.blob_chunks.c.blob_id == blob_id, t.blob_chunks.c.seq <= last
             )
         )
+        # One index probe per chunk (EXISTS stops at the first reference): a
+        # chunk shared by thousands of blobs must not cost thousands of rows.
         still = set(
             conn.execute(
-                select(t.blob_chunks.c.chunk_hash).where(t.blob_chunks.c.chunk_hash.in_(hashes))
+                select(t.chunks.c.hash).where(
+                    t.chunks.c.hash.in_(hashes),
+                    exists().where(t.blob_chunks.c.chunk_hash == t.chunks.c.hash),
+                )
             ).scalars()
         )
         gone = hashes - still
