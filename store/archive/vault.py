@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
@@ -24,6 +24,7 @@ from store.sql.engine import write_tx
 
 UPLOAD_BATCH_BYTES = 8 << 20
 READ_BATCH = 256
+READ_BYTES = 8 << 20
 ZSTD_LEVEL = 6
 
 
@@ -132,32 +133,45 @@ def upload(engine: Engine, blob_id: int, stream: BinaryIO) -> Blob:
 
 
 def read(engine: Engine, blob_id: int, conn: Connection | None = None) -> Iterator[bytes]:
-    """The raw content of a blob, chunk by chunk (a few chunks in memory at most).
+    """The raw content of a blob, chunk by chunk (at most READ_BYTES of chunks in memory).
 
-    Reads through `conn` when given (e.g. inside a write transaction).
+    Reads through `conn` when given (e.g. inside a write transaction). Each
+    page first looks at the sizes of the next READ_BATCH chunks, then fetches
+    the data of as many as fit in READ_BYTES (at least one): small chunks
+    come many per query, 1 MiB image pieces a few at a time.
     """
     dctx = zstandard.ZstdDecompressor()
     seq = 0
+    bc, ch = t.blob_chunks.c, t.chunks.c
     while True:
-        q = (
-            select(t.blob_chunks.c.seq, t.chunks.c.data, t.chunks.c.raw_len)
-            .join(t.chunks, t.chunks.c.hash == t.blob_chunks.c.chunk_hash)
-            .where(t.blob_chunks.c.blob_id == blob_id, t.blob_chunks.c.seq >= seq)
-            .order_by(t.blob_chunks.c.seq)
-            .limit(READ_BATCH)
-        )
-        if conn is not None:
-            rows = conn.execute(q).all()
-        else:
-            with engine.connect() as c:
-                rows = c.execute(q).all()
-        if not rows:
+        sizes = select(bc.seq, ch.raw_len).join(t.chunks, ch.hash == bc.chunk_hash)
+        sizes = sizes.where(bc.blob_id == blob_id, bc.seq >= seq).order_by(bc.seq).limit(READ_BATCH)
+        page = _rows(engine, conn, sizes)
+        if not page:
             return
-        for row_seq, data, raw_len in rows:
+        last, total = page[0][0], 0
+        for row_seq, raw_len in page:
+            if total and total + raw_len > READ_BYTES:
+                break
+            last, total = row_seq, total + raw_len
+        q = (
+            select(bc.seq, ch.data, ch.raw_len)
+            .join(t.chunks, ch.hash == bc.chunk_hash)
+            .where(bc.blob_id == blob_id, bc.seq >= seq, bc.seq <= last)
+            .order_by(bc.seq)
+        )
+        for row_seq, data, raw_len in _rows(engine, conn, q):
             if row_seq != seq:
                 raise Conflict(f"vault blob {blob_id} is missing chunk {seq}")
             yield dctx.decompress(bytes(data), max_output_size=raw_len)
             seq += 1
+
+
+def _rows(engine: Engine, conn: Connection | None, q: Any) -> list[Any]:
+    if conn is not None:
+        return list(conn.execute(q).all())
+    with engine.connect() as c:
+        return list(c.execute(q).all())
 
 
 def verify(engine: Engine, blob_id: int, conn: Connection | None = None) -> tuple[str, int]:
