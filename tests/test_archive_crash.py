@@ -29,7 +29,9 @@ CASES = [
     (["archive", "--vault"], "vault:committed"),
     (["archive", "--vault"], "archive:files"),
     (["archive", "--vault"], "archive:before-commit"),
+    (["delete"], "delete:intent"),
     (["delete"], "delete:step"),
+    (["delete"], "delete:files"),
     (["delete"], "delete:before-commit"),
 ]
 
@@ -86,3 +88,68 @@ def test_kill_and_rerun(db_url: str, tmp_path: Path, args: list[str], point: str
         summary = st.ingest([home])
         assert summary.removed == 0 and summary.threads == 0, summary.to_json()
         assert st.counts()["threads"] == n
+
+
+TRASH_CASES = [
+    (cmd, point, vaulted)
+    for cmd, op in ((("trash", "restore"), "untrash"), (("trash", "purge"), "purge"))
+    for point in (f"{op}:intent", f"{op}:step", f"{op}:files", f"{op}:before-commit")
+    for vaulted in (False, True)
+]
+
+
+@pytest.mark.parametrize(
+    ("cmd", "point", "vaulted"),
+    TRASH_CASES,
+    ids=[
+        f"{c[1]}-{'vaulted' if v else 'file'}"
+        for c, _p, v in [(x[0], x[1], x[2]) for x in TRASH_CASES]
+    ],
+)
+def test_kill_trash_and_rerun(
+    db_url: str, tmp_path: Path, cmd: tuple[str, str], point: str, vaulted: bool
+) -> None:
+    """SIGKILL inside `trash restore` / `trash purge` (of a file or of a vaulted thread)."""
+    home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
+    before = snapshot(home)
+    with open_store(db_url, auto_upgrade=True) as st:
+        st.ingest([home])
+        n = st.counts()["threads"]
+        tid = st.list_threads(**ANY_SOURCE, archived=False, limit=1)["data"][0]["id"]
+        name = st.main_file(tid).name
+    if vaulted:
+        assert cli(home, db_url, "archive", "--vault", tid).returncode == 0
+    deleted = cli(home, db_url, "delete", tid, "--json")
+    assert deleted.returncode == 0, deleted.stderr
+    killed = cli(home, db_url, *cmd, tid, crash=point)
+    assert killed.returncode == -9, killed.stderr
+    again = cli(home, db_url, *cmd, tid, "--json")
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    with open_store(db_url) as st:
+        with st.engine.connect() as conn:
+            states = list(
+                conn.execute(t.journal.select().with_only_columns(t.journal.c.state)).scalars()
+            )
+            in_trash = list(conn.execute(t.trash.select()).all())
+        assert "open" not in states and "aborted" not in states
+        assert in_trash == []  # finished: restored or purged
+        assert not list(home.rglob("*.rollouts-tmp"))
+        if cmd[1] == "restore":
+            assert st.counts()["threads"] == n
+            after = snapshot(home)  # every file back, byte for byte, where it was
+            want = dict(before)
+            if vaulted:  # vaulted from sessions/, it was an archived thread when deleted
+                want[name] = (before[name][0], "archived_sessions")
+            assert after == want
+            assert st.main_file(tid).name == name
+        else:
+            assert st.counts()["threads"] == n - 1
+            assert not list(home.rglob(name))  # purged for good ...
+            others = {sha for k, (sha, _f) in before.items() if k != name}
+            assert others <= recoverable(st, home)  # ... and only that thread
+            with st.engine.connect() as conn:
+                blobs = list(conn.execute(t.blobs.select()).all())
+            assert blobs == []  # the vaulted copy went with it
+        summary = st.ingest([home])
+        assert summary.removed == 0 and summary.threads == 0, summary.to_json()

@@ -1,18 +1,25 @@
 """Content-defined chunking of rollout content, for deduplication in the vault.
 
-Rollouts repeat themselves: a compaction or a fork re-embeds the same base64
-image and replays whole stretches of history, inside one file and across
-files. Fixed-size chunks would miss all of it (one inserted byte shifts every
-later chunk), so boundaries are chosen by the content itself:
+Rollouts repeat themselves: every session of a Codex version starts with the
+same 20 KB of base instructions, a compaction or a fork re-embeds the same
+base64 image and replays whole stretches of history, inside one file and
+across files. But no two lines are byte-equal: each starts with its own
+timestamp (and ids). So boundaries are chosen by the content itself, inside
+lines too:
 
 - every run of base64 characters of at least `BIG_RUN` bytes (an image, a
   file attachment) is cut out as its own chunk(s), counted from the run's
   start, so the same image gives the same chunks wherever it is embedded;
-- elsewhere a chunk ends at a line end when a hash of that line hits a
-  1-in-`LINE_MODULUS` condition (and the chunk has `MIN_CHUNK` bytes), or at
-  `MAX_CHUNK` bytes; replayed lines therefore fall back into step with the
-  original after at most a few lines.
+- elsewhere a chunk may end after an *anchor*: a line end or an escaped
+  newline (`\\n` inside a JSON string, i.e. a line of the text a message or
+  an instruction carries). It ends there when a hash of the `WINDOW` bytes
+  before the anchor hits a 1-in-`MODULUS` condition and the chunk has
+  `MIN_CHUNK` bytes; always at `MAX_CHUNK` bytes. Equal text therefore gets
+  equal boundaries wherever it sits, and a line whose only difference is its
+  timestamp shares every chunk after its first anchor.
 
+Anchors are found by the regex engine and only from `MIN_CHUNK` bytes into a
+chunk on, so Python code runs a few times per chunk, not per byte.
 The splitter streams: it holds at most one read block plus one chunk.
 The concatenation of the chunks is the input, byte for byte.
 """
@@ -27,46 +34,52 @@ from typing import BinaryIO
 READ_BLOCK = 1 << 20
 BIG_RUN = 4096
 RUN_PIECE = 1 << 20  # a huge base64 run is cut in pieces of this size from its start
-MIN_CHUNK = 8 << 10
+MIN_CHUNK = 1 << 10
 MAX_CHUNK = 1 << 20
-LINE_MODULUS = 8
+MODULUS = 4
+WINDOW = 32
 
 # A base64 run starting where no base64 character precedes it, so the regex
 # engine tries each run once (linear time) instead of from every position.
 _RUN = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{%d,}={0,2}" % BIG_RUN)
 _B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_ANCHOR = re.compile(rb"\n|\\n")
 
 
 class _TextChunker:
-    """Groups text (not big runs) into chunks that end at chosen line ends."""
+    """Groups text (not big runs) into chunks that end after chosen anchors."""
 
     def __init__(self) -> None:
         self.buf = bytearray()
+        self.scan = 0  # where in buf to look for the next anchor
 
     def feed(self, text: bytes) -> Iterator[bytes]:
-        start = 0
+        buf = self.buf
+        buf += text
         while True:
-            nl = text.find(b"\n", start)
-            if nl < 0:
-                self.buf += text[start:]
-                while len(self.buf) >= MAX_CHUNK:
-                    yield bytes(self.buf[:MAX_CHUNK])
-                    del self.buf[:MAX_CHUNK]
-                return
-            line_start = len(self.buf)
-            self.buf += text[start : nl + 1]
-            start = nl + 1
-            line = memoryview(self.buf)[line_start:]
-            hit = zlib.crc32(line) % LINE_MODULUS == 0
-            line.release()
-            if (hit and len(self.buf) >= MIN_CHUNK) or len(self.buf) >= MAX_CHUNK:
-                yield bytes(self.buf)
-                self.buf.clear()
+            m = _ANCHOR.search(buf, max(self.scan, MIN_CHUNK))
+            if m is None or m.end() > MAX_CHUNK:
+                if len(buf) < MAX_CHUNK:
+                    # Look again at the last byte: it may be the `\` of a `\n`.
+                    self.scan = max(len(buf) - 1, 0)
+                    return
+                yield bytes(buf[:MAX_CHUNK])
+                del buf[:MAX_CHUNK]
+                self.scan = 0
+                continue
+            end = m.end()
+            if zlib.crc32(buf[max(0, end - WINDOW) : end]) % MODULUS == 0:
+                yield bytes(buf[:end])
+                del buf[:end]  # O(1) at the front of a bytearray
+                self.scan = 0
+            else:
+                self.scan = end
 
     def flush(self) -> Iterator[bytes]:
         if self.buf:
             yield bytes(self.buf)
             self.buf.clear()
+        self.scan = 0
 
 
 def _run_pieces(run: bytes) -> Iterator[bytes]:

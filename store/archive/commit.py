@@ -14,15 +14,18 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from store.archive import fsops, vault
 from store.archive import tables as t
-from store.archive.journal import Plan, Step, log, now_ms
+from store.archive.journal import Plan, Step, changed, log, now_ms
 from store.codex_home import is_archived_rel
 from store.errors import Conflict
 from store.sql import schema as s
 
 
-def apply(conn: Connection, root: Path, plan: Plan) -> None:
+def apply(conn: Connection, root: Path, plan: Plan, sync: fsops.DirSync | None = None) -> None:
+    """The rows of one finished operation; `sync` collects folders to fsync before commit."""
+    if plan.op == "archive":
+        _archive(conn, root, plan, sync)
+        return
     handler = {
-        "archive": _archive,
         "unarchive": _unarchive,
         "restore": _restore,
         "delete": _delete,
@@ -61,7 +64,7 @@ def _thread_bytes(conn: Connection, tid: str | None, **values: object) -> None:
     conn.execute(update(s.threads).where(s.threads.c.id == tid).values(bytes=total, **values))
 
 
-def _archive(conn: Connection, root: Path, plan: Plan) -> None:
+def _archive(conn: Connection, root: Path, plan: Plan, sync: fsops.DirSync | None) -> None:
     for st in plan.steps:
         if st.mode == "vault":
             held = conn.execute(
@@ -72,9 +75,9 @@ def _archive(conn: Connection, root: Path, plan: Plan) -> None:
             blob = vault.get(conn, int(held[0]))
             assert blob is not None
             src = root / st.src
-            if src.exists() and fsops.content_hash(src)[0] != blob.sha256:
+            if src.exists() and changed(src, st):
                 raise Conflict(f"{src} changed after it was vaulted; the file is kept")
-            fsops.unlink(src)  # inside the transaction: a crash here leaves the vault row
+            fsops.unlink(src, sync)  # inside the transaction: a crash here leaves the vault row
             _set_file(conn, st.file_id, st.dst, blob.size, st.mtime_ns)
             after = 0
         else:

@@ -20,13 +20,11 @@ Ordering rules that keep bytes safe:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from store import codec
@@ -93,44 +91,165 @@ class Plan:
         )
 
 
+BATCH_THREADS = 256  # operations journaled, run and committed together
+BATCH_BYTES = 256 << 20
+
+
+def begin_many(engine: Engine, plans: list[Plan]) -> list[int | None]:
+    """Commit the intents of several operations in one transaction.
+
+    Returns each plan's journal id, or None for a thread that another
+    operation still holds (not started).
+    """
+    out: list[int | None] = []
+    with write_tx(engine) as conn:
+        tids = [p.thread_id for p in plans if p.thread_id is not None]
+        held: set[str] = set()
+        for i in range(0, len(tids), 500):
+            held.update(
+                conn.execute(
+                    select(t.journal.c.thread_id).where(
+                        t.journal.c.thread_id.in_(tids[i : i + 500]), t.journal.c.state == "open"
+                    )
+                ).scalars()
+            )
+        ms = now_ms()
+        for plan in plans:
+            if plan.thread_id in held:
+                out.append(None)
+                continue
+            res = conn.execute(
+                insert(t.journal).values(
+                    op=plan.op,
+                    thread_id=plan.thread_id,
+                    state="open",
+                    plan=plan.to_json(),
+                    created_at_ms=ms,
+                    updated_at_ms=ms,
+                )
+            )
+            pk = res.inserted_primary_key
+            assert pk is not None
+            out.append(int(pk[0]))
+    for op in sorted({p.op for p in plans}):
+        fsops.crash_point(f"{op}:intent")
+    return out
+
+
 def begin(engine: Engine, plan: Plan) -> int:
     """Commit the intent; refuses a thread that another operation holds."""
-    with write_tx(engine) as conn:
-        if plan.thread_id is not None:
-            busy = conn.execute(
-                select(t.journal.c.id).where(
-                    t.journal.c.thread_id == plan.thread_id, t.journal.c.state == "open"
-                )
-            ).first()
-            if busy is not None:
-                raise Conflict(f"thread {plan.thread_id} is in an unfinished operation")
-        ms = now_ms()
-        res = conn.execute(
-            insert(t.journal).values(
-                op=plan.op,
-                thread_id=plan.thread_id,
-                state="open",
-                plan=plan.to_json(),
-                created_at_ms=ms,
-                updated_at_ms=ms,
-            )
-        )
-        pk = res.inserted_primary_key
-        assert pk is not None
-    fsops.crash_point(f"{plan.op}:intent")
-    return int(pk[0])
+    entry = begin_many(engine, [plan])[0]
+    if entry is None:
+        raise Conflict(f"thread {plan.thread_id} is in an unfinished operation")
+    return entry
 
 
 def run(engine: Engine, entry_id: int, plan: Plan) -> None:
     """Do (or finish) every step of the plan, then commit; abort on a hard failure."""
-    try:
-        for step in plan.steps:
-            _file_step(engine, entry_id, plan, step)
-        fsops.crash_point(f"{plan.op}:files")
-        _commit(engine, entry_id, plan)
-    except (OSError, RolloutsError) as exc:
-        _abort(engine, entry_id, plan, str(exc))
-        raise
+    errors = run_batch(engine, [(entry_id, plan)])
+    if entry_id in errors:
+        raise errors[entry_id]
+
+
+def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
+    """Journal and run `plans` in batches; each plan's error (it was rolled back) or None.
+
+    A batch (up to BATCH_THREADS plans or BATCH_BYTES) shares one intent
+    transaction, one flush to disk between its phases and one commit
+    transaction; every plan is still its own journal entry, finished or rolled
+    back on its own.
+    """
+    out: list[Exception | None] = []
+    with engine.connect() as rconn:  # also keeps SQLite's WAL open between transactions
+        i = 0
+        while i < len(plans):
+            j, size = i, 0
+            while j < len(plans) and j - i < BATCH_THREADS and (j == i or size < BATCH_BYTES):
+                size += sum(st.size for st in plans[j].steps)
+                j += 1
+            batch = plans[i:j]
+            i = j
+            entries = begin_many(engine, batch)
+            started = [(e, p) for e, p in zip(entries, batch, strict=True) if e is not None]
+            errors = run_batch(engine, started, rconn)
+            for e, p in zip(entries, batch, strict=True):
+                if e is None:
+                    out.append(Conflict(f"thread {p.thread_id} is in an unfinished operation"))
+                else:
+                    out.append(errors.get(e))
+    return out
+
+
+def run_batch(
+    engine: Engine, entries: list[tuple[int, Plan]], rconn: Connection | None = None
+) -> dict[int, Exception]:
+    """Do (or finish) the file steps of several operations, then commit them together.
+
+    Phases, each made durable (`DirSync.flush`: one syncfs, or one fsync per
+    file and folder) before the next starts:
+    1. compressed and restored copies written to temporary names and checked,
+       moves renamed, vault uploads committed;
+    2. the temporary copies renamed into place;
+    3. sources whose copies are now durable removed;
+    4. one database transaction: every operation's rows, audit entries and
+       `state = done` (vaulted sources are unlinked inside it).
+    An operation that fails is aborted alone; the others go on.
+    """
+    if rconn is None:
+        with engine.connect() as conn:
+            return run_batch(engine, entries, conn)
+    errors: dict[int, Exception] = {}
+    sync = fsops.DirSync()
+    placed: list[tuple[int, Plan, _Later]] = []
+    _vault_all(engine, entries, errors)
+    for entry_id, plan in entries:
+        if entry_id in errors:
+            continue
+        later = _Later()
+        try:
+            for step in plan.steps:
+                _file_step(rconn, entry_id, plan, step, sync, later)
+            placed.append((entry_id, plan, later))
+        except (OSError, RolloutsError) as exc:
+            errors[entry_id] = exc
+        finally:
+            rconn.rollback()  # no read snapshot held across operations
+    for phase in ("renames", "removals"):
+        sync.flush()
+        kept = []
+        for entry_id, plan, later in placed:
+            try:
+                later.run(phase, sync)
+                kept.append((entry_id, plan, later))
+            except OSError as exc:
+                errors[entry_id] = exc
+        placed = kept
+    sync.flush()
+    done = [(entry_id, plan) for entry_id, plan, _later in placed]
+    for op in sorted({plan.op for _, plan in done}):
+        fsops.crash_point(f"{op}:files")
+    errors.update(_commit_many(engine, done))
+    for entry_id, plan in entries:
+        if entry_id in errors:
+            _abort(engine, entry_id, plan, str(errors[entry_id]))
+    return errors
+
+
+@dataclass
+class _Later:
+    """File steps of one operation that wait for the batch's earlier steps to be durable."""
+
+    renames: list[tuple[Path, int | None, str]] = field(default_factory=list)
+    removals: list[Path] = field(default_factory=list)
+
+    def run(self, phase: str, sync: fsops.DirSync) -> None:
+        if phase == "renames":
+            for dst, mtime_ns, crash in self.renames:
+                fsops.commit_tmp(dst, mtime_ns, sync)
+                fsops.crash_point(crash)
+        else:
+            for path in self.removals:
+                fsops.unlink(path, sync)
 
 
 def recover(engine: Engine) -> list[str]:
@@ -155,105 +274,151 @@ def recover(engine: Engine) -> list[str]:
 # -- file steps ------------------------------------------------------------------------
 
 
-def _file_step(engine: Engine, entry_id: int, plan: Plan, st: Step) -> None:
+def _file_step(
+    rconn: Connection,
+    entry_id: int,
+    plan: Plan,
+    st: Step,
+    sync: fsops.DirSync,
+    later: _Later,
+) -> None:
     root = Path(plan.root)
     src, dst = root / st.src, root / st.dst
     if st.mode in ("move", "trash", "untrash"):
-        _move(src, dst)
+        _move(src, dst, sync)
     elif st.mode == "compress":
-        _compress(src, dst, st)
+        _compress(src, dst, st, sync, later)
     elif st.mode == "vault":
-        _vault(engine, entry_id, plan, st, src)
+        pass  # done for the whole batch first (_vault_all)
     elif st.mode == "unvault" or st.mode == "untrash_vault":
-        _unvault(engine, st, dst)
+        _unvault(rconn, st, dst, sync, later)
     elif st.mode == "purge" and st.src:
-        fsops.unlink(src)
+        fsops.unlink(src, sync)
     fsops.crash_point(f"{plan.op}:step")
 
 
-def _move(src: Path, dst: Path) -> None:
+def _move(src: Path, dst: Path, sync: fsops.DirSync) -> None:
     if dst.exists() and not src.exists():
         return  # done before a crash
     if not src.exists():
         raise Conflict(f"cannot move {src}: it is gone")
-    fsops.move(src, dst)
+    fsops.move(src, dst, sync)
 
 
-def _zst_hash(path: Path) -> str:
-    """sha256 of the content of a zstd file whatever its name (the temporary one)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as raw:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        while chunk := reader.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def changed(src: Path, st: Step) -> bool:
+    """Whether the source file differs (size or mtime) from what the plan saw."""
+    try:
+        info = src.stat()
+    except FileNotFoundError:
+        return True
+    return info.st_size != st.size or info.st_mtime_ns != st.mtime_ns
 
 
-def _compress(src: Path, dst: Path, st: Step) -> None:
+def _compress(src: Path, dst: Path, st: Step, sync: fsops.DirSync, later: _Later) -> None:
     if dst.exists():
-        sha, _ = fsops.content_hash(dst)
-        if sha != st.sha256:
-            raise Conflict(f"{dst} is in the way and differs from {src}")
-        fsops.unlink(src)
+        if src.exists():  # renamed before a crash: the source goes if the copy matches it
+            if fsops.content_hash(dst)[0] != fsops.content_hash(src)[0]:
+                raise Conflict(f"{dst} is in the way and differs from {src}")
+            later.removals.append(src)
         return
     if not src.exists():
         raise Conflict(f"cannot compress {src}: it is gone")
-    fsops.write_chunks(dst, fsops.read_chunks(src), compress=True)
+    sha, size = fsops.write_compressed(dst, src, sync)
     fsops.crash_point("compress:written")
-    if _zst_hash(fsops.tmp_path(dst)) != st.sha256:
+    if size != st.size or changed(src, st):
         fsops.drop_tmp(dst)
         raise Conflict(f"{src} changed while it was compressed (Codex may be writing it)")
-    fsops.commit_tmp(dst, st.mtime_ns)
-    fsops.crash_point("compress:renamed")
-    fsops.unlink(src)
+    st.sha256 = sha
+    later.renames.append((dst, st.mtime_ns, "compress:renamed"))
+    later.removals.append(src)
 
 
-def _vault(engine: Engine, entry_id: int, plan: Plan, st: Step, src: Path) -> None:
-    assert st.file_id is not None
+def _vault_all(
+    engine: Engine, entries: list[tuple[int, Plan]], errors: dict[int, Exception]
+) -> None:
+    """The vault steps of a batch: upload every file, then commit every vault row at once.
+
+    Transactions: one to create the blobs (journaled), one per 8 MB of chunks
+    across files, one for the checked blobs and vault rows. A file that fails
+    fails its own operation only.
+    """
+    todo = [(e, p, st) for e, p in entries for st in p.steps if st.mode == "vault"]
+    if not todo:
+        return
+    ids = [st.file_id for _e, _p, st in todo]
     with engine.connect() as conn:
-        row = conn.execute(select(t.vault.c.blob_id).where(t.vault.c.file_id == st.file_id)).first()
-        if row is not None:
-            return  # uploaded and committed; the source goes in the final transaction
-    if not src.exists():
-        raise Conflict(f"cannot vault {src}: it is gone")
-    with write_tx(engine) as conn:
-        if st.blob_id is not None and vault.get(conn, st.blob_id) is None:
-            vault.drop_blob(conn, st.blob_id)  # half an upload from before a crash
-        st.blob_id = vault.new_blob(conn)
-        conn.execute(
-            update(t.journal)
-            .where(t.journal.c.id == entry_id)
-            .values(plan=plan.to_json(), updated_at_ms=now_ms())
+        held = set(
+            conn.execute(select(t.vault.c.file_id).where(t.vault.c.file_id.in_(ids))).scalars()
         )
-    with open_stream(src) as stream:
-        blob = vault.upload(engine, st.blob_id, stream)
+    # uploaded and committed before: the source goes in the final transaction
+    todo = [(e, p, st) for e, p, st in todo if st.file_id not in held]
+    root_of = {e: Path(p.root) for e, p in entries}
+    for e, _p, st in todo:
+        if not (root_of[e] / st.src).exists():
+            errors.setdefault(e, Conflict(f"cannot vault {root_of[e] / st.src}: it is gone"))
+    todo = [(e, p, st) for e, p, st in todo if e not in errors]
+    if not todo:
+        return
+    with write_tx(engine) as conn:
+        for _e, _p, st in todo:
+            if st.blob_id is not None and vault.get(conn, st.blob_id) is None:
+                vault.drop_blob(conn, st.blob_id)  # half an upload from before a crash
+            st.blob_id = vault.new_blob(conn)
+        _save_plans(conn, {e: p for e, p, _st in todo})
+    up = vault.Uploader(engine)
+    sent: dict[int, tuple[str, int]] = {}
+    for e, _p, st in todo:
+        assert st.blob_id is not None
+        try:
+            with open_stream(root_of[e] / st.src) as stream:
+                sent[st.blob_id] = up.add(st.blob_id, stream)
+        except (OSError, RolloutsError) as exc:
+            errors.setdefault(e, exc)
+    up.flush()
     fsops.crash_point("vault:uploaded")
-    if blob.sha256 != st.sha256:
-        raise Conflict(f"{src} changed while it was vaulted (Codex may be writing it)")
     with write_tx(engine) as conn:
-        conn.execute(
-            insert(t.vault).values(
-                file_id=st.file_id,
-                thread_id=plan.thread_id,
-                blob_id=blob.id,
-                source_rel=st.src,
-                mtime_ns=st.mtime_ns,
-                vaulted_at_ms=now_ms(),
+        for e, p, st in todo:
+            if e in errors:
+                continue
+            if changed(root_of[e] / st.src, st):
+                errors[e] = Conflict(
+                    f"{root_of[e] / st.src} changed while it was vaulted (Codex may be writing it)"
+                )
+                continue
+            assert st.blob_id is not None
+            try:  # raises before it writes anything
+                blob = vault.finish(engine, conn, st.blob_id, *sent[st.blob_id])
+            except RolloutsError as exc:
+                errors[e] = exc
+                continue
+            conn.execute(
+                insert(t.vault).values(
+                    file_id=st.file_id,
+                    thread_id=p.thread_id,
+                    blob_id=blob.id,
+                    source_rel=st.src,
+                    mtime_ns=st.mtime_ns,
+                    vaulted_at_ms=now_ms(),
+                )
             )
-        )
-        st.blob_id = blob.id
-        conn.execute(
-            update(t.journal)
-            .where(t.journal.c.id == entry_id)
-            .values(plan=plan.to_json(), updated_at_ms=now_ms())
-        )
+            st.blob_id = blob.id
+            st.sha256 = blob.sha256
+        _save_plans(conn, {e: p for e, p, _st in todo if e not in errors})
     fsops.crash_point("vault:committed")
 
 
-def _unvault(engine: Engine, st: Step, dst: Path) -> None:
+def _save_plans(conn: Connection, plans: dict[int, Plan]) -> None:
+    for entry_id, plan in plans.items():
+        conn.execute(
+            update(t.journal)
+            .where(t.journal.c.id == entry_id)
+            .values(plan=plan.to_json(), updated_at_ms=now_ms())
+        )
+
+
+def _unvault(conn: Connection, st: Step, dst: Path, sync: fsops.DirSync, later: _Later) -> None:
     assert st.blob_id is not None
-    with engine.connect() as conn:
-        blob = vault.get(conn, st.blob_id)
+    blob = vault.get(conn, st.blob_id)
     if blob is None:
         if dst.exists():
             return  # restored and committed before a crash
@@ -263,43 +428,57 @@ def _unvault(engine: Engine, st: Step, dst: Path) -> None:
         if sha != blob.sha256:
             raise Conflict(f"{dst} is in the way and differs from the vaulted copy")
         return
-    fsops.write_chunks(dst, vault.read(engine, blob.id))
+    got = fsops.write_chunks(dst, vault.read(conn.engine, blob.id, conn), sync)
     fsops.crash_point("unvault:written")
-    got, _ = _plain_hash(fsops.tmp_path(dst))
-    if got != blob.sha256:
+    if got != (blob.sha256, blob.size):
         fsops.drop_tmp(dst)
         raise Conflict(f"restored copy of blob {blob.id} does not match its sha256")
-    fsops.commit_tmp(dst, st.mtime_ns or None)
-
-
-def _plain_hash(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    later.renames.append((dst, st.mtime_ns or None, "unvault:renamed"))
 
 
 # -- commit and abort ---------------------------------------------------------------------
 
 
-def _commit(engine: Engine, entry_id: int, plan: Plan) -> None:
+def _commit_many(engine: Engine, done: list[tuple[int, Plan]]) -> dict[int, Exception]:
+    """Commit operations whose file steps are done: together, or one by one if one fails."""
     from store.archive import commit as c
 
-    root = Path(plan.root)
-    if plan.op == "untrash":
-        c.reindex(engine, root, plan)
+    if not done:
+        return {}
+    for _entry_id, plan in done:
+        if plan.op == "untrash":
+            c.reindex(engine, Path(plan.root), plan)
+    try:
+        _commit_tx(engine, done)
+        return {}
+    except (OSError, RolloutsError) as exc:
+        if len(done) == 1:
+            return {done[0][0]: exc}
+    errors: dict[int, Exception] = {}
+    for item in done:
+        try:
+            _commit_tx(engine, [item])
+        except (OSError, RolloutsError) as exc:
+            errors[item[0]] = exc
+    return errors
+
+
+def _commit_tx(engine: Engine, done: list[tuple[int, Plan]]) -> None:
+    from store.archive import commit as c
+
+    sync = fsops.DirSync()
     with write_tx(engine) as conn:
-        state = conn.execute(
-            select(t.journal.c.state).where(t.journal.c.id == entry_id)
-        ).scalar_one()
-        if state != "open":
-            return  # another process finished it
-        c.apply(conn, root, plan)
-        fsops.crash_point(f"{plan.op}:before-commit")
-        _set_state(conn, entry_id, "done", None)
+        for entry_id, plan in done:
+            state = conn.execute(
+                select(t.journal.c.state).where(t.journal.c.id == entry_id)
+            ).scalar_one()
+            if state != "open":
+                continue  # another process finished it
+            c.apply(conn, Path(plan.root), plan, sync)
+            _set_state(conn, entry_id, "done", None)
+        sync.flush()  # vaulted sources unlinked inside the transaction
+        for op in sorted({plan.op for _, plan in done}):
+            fsops.crash_point(f"{op}:before-commit")
 
 
 def _abort(engine: Engine, entry_id: int, plan: Plan, message: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import zstandard
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from store.archive import fsops, journal
 from store.archive import tables as t
@@ -74,28 +74,30 @@ class FileRow:
     vault_mtime_ns: int
 
 
-def _thread(engine: Engine, tid: str) -> tuple[dict[str, Any], Path, int, list[FileRow]]:
-    with engine.connect() as conn:
-        row = conn.execute(select(s.threads).where(s.threads.c.id == tid)).mappings().first()
-        if row is None:
-            raise NotFound(f"thread not found: {tid}")
-        files = conn.execute(
-            select(
-                s.rollout_files.c.id,
-                s.rollout_files.c.rel_path,
-                s.rollout_files.c.size,
-                s.rollout_files.c.mtime_ns,
-                s.rollout_files.c.compressed,
-                s.rollout_files.c.root_id,
-                s.roots.c.path,
-                t.vault.c.blob_id,
-                t.vault.c.mtime_ns,
-            )
-            .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
-            .outerjoin(t.vault, t.vault.c.file_id == s.rollout_files.c.id)
-            .where(s.rollout_files.c.thread_id == tid)
-            .order_by(s.rollout_files.c.rel_path)
-        ).all()
+def _thread(conn: Connection, tid: str) -> tuple[dict[str, Any], Path, int, list[FileRow]]:
+    th = s.threads.c  # only what plans need (not the big reducer state)
+    row = (
+        conn.execute(select(th.archived, th.preview, th.cwd).where(th.id == tid)).mappings().first()
+    )
+    if row is None:
+        raise NotFound(f"thread not found: {tid}")
+    files = conn.execute(
+        select(
+            s.rollout_files.c.id,
+            s.rollout_files.c.rel_path,
+            s.rollout_files.c.size,
+            s.rollout_files.c.mtime_ns,
+            s.rollout_files.c.compressed,
+            s.rollout_files.c.root_id,
+            s.roots.c.path,
+            t.vault.c.blob_id,
+            t.vault.c.mtime_ns,
+        )
+        .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
+        .outerjoin(t.vault, t.vault.c.file_id == s.rollout_files.c.id)
+        .where(s.rollout_files.c.thread_id == tid)
+        .order_by(s.rollout_files.c.rel_path)
+    ).all()
     if not files:
         raise NotFound(f"thread {tid} has no rollout file")
     root, root_id = Path(files[0][6]), int(files[0][5])
@@ -129,23 +131,23 @@ def _check_idle(root: Path, f: FileRow) -> None:
 
 
 def _plan_archive(
-    engine: Engine, tid: str, *, compress: bool, vault: bool
+    conn: Connection, tid: str, *, compress: bool, vault: bool
 ) -> tuple[Plan, dict[str, Any]]:
-    row, root, root_id, files = _thread(engine, tid)
+    row, root, root_id, files = _thread(conn, tid)
     if any(f.blob_id is not None for f in files):
         raise WrongState("already vaulted")
     steps = []
     for f in files:
         name = Path(f.rel).name
+        # No hashing here: the copy is hashed while it is written (one pass)
+        # and the source's size and mtime are checked again before it goes.
         if vault:
-            sha, _ = fsops.content_hash(root / f.rel)
             steps.append(
-                Step("vault", f.id, f.rel, f"{ARCHIVED}/{_plain(name)}", f.size, f.mtime_ns, sha)
+                Step("vault", f.id, f.rel, f"{ARCHIVED}/{_plain(name)}", f.size, f.mtime_ns)
             )
         elif compress and not f.compressed:
-            sha, _ = fsops.content_hash(root / f.rel)
             steps.append(
-                Step("compress", f.id, f.rel, f"{ARCHIVED}/{name}.zst", f.size, f.mtime_ns, sha)
+                Step("compress", f.id, f.rel, f"{ARCHIVED}/{name}.zst", f.size, f.mtime_ns)
             )
         elif not f.rel.startswith(ARCHIVED + "/"):
             steps.append(Step("move", f.id, f.rel, f"{ARCHIVED}/{name}", f.size, f.mtime_ns))
@@ -156,8 +158,8 @@ def _plan_archive(
     return Plan("archive", tid, str(root), root_id, steps), row
 
 
-def _plan_unarchive(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
-    row, root, root_id, files = _thread(engine, tid)
+def _plan_unarchive(conn: Connection, tid: str) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(conn, tid)
     if not row["archived"]:
         raise WrongState("not archived")
     steps = []
@@ -171,8 +173,8 @@ def _plan_unarchive(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
     return Plan("unarchive", tid, str(root), root_id, steps), row
 
 
-def _plan_restore(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
-    row, root, root_id, files = _thread(engine, tid)
+def _plan_restore(conn: Connection, tid: str) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(conn, tid)
     steps = [
         Step("unvault", f.id, "", f.rel, 0, f.vault_mtime_ns, blob_id=f.blob_id)
         for f in files
@@ -183,8 +185,8 @@ def _plan_restore(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
     return Plan("restore", tid, str(root), root_id, steps), row
 
 
-def _plan_delete(engine: Engine, tid: str, grace_ms: int) -> tuple[Plan, dict[str, Any]]:
-    row, root, root_id, files = _thread(engine, tid)
+def _plan_delete(conn: Connection, tid: str, grace_ms: int) -> tuple[Plan, dict[str, Any]]:
+    row, root, root_id, files = _thread(conn, tid)
     stamp = now_ms()
     steps = []
     for f in files:
@@ -221,31 +223,37 @@ def _run_many(
     report = Report(dry_run=dry_run)
     if not dry_run:
         report.recovered = journal.recover(engine)
-    for tid in ids:
-        try:
-            plan, _row = planner(engine, tid)
-        except RolloutsError as exc:
-            report.skip(tid, exc)
-            continue
-        root = Path(plan.root)
-        before = sum(st.size for st in plan.steps if st.mode != "unvault")
-        if dry_run:
-            after = sum(_estimate_after(root, st) for st in plan.steps)
-        else:
+    plans: list[Plan] = []
+    with engine.connect() as conn:
+        for tid in ids:
             try:
-                entry = journal.begin(engine, plan)
-                journal.run(engine, entry, plan)
-            except (RolloutsError, OSError) as exc:
+                plan, _row = planner(conn, tid)
+            except RolloutsError as exc:
                 report.skip(tid, exc)
                 continue
-            after = sum(
+            finally:
+                conn.rollback()  # no read snapshot held across plans
+            plans.append(plan)
+    if dry_run:
+        outcomes: list[Exception | None] = [None] * len(plans)
+    else:
+        outcomes = journal.execute(engine, plans)
+    for plan, err in zip(plans, outcomes, strict=True):
+        tid = str(plan.thread_id)
+        if err is not None:
+            report.skip(tid, err)
+            continue
+        root = Path(plan.root)
+        report.threads += 1
+        report.bytes_before += sum(st.size for st in plan.steps if st.mode != "unvault")
+        if dry_run:
+            report.bytes_after += sum(_estimate_after(root, st) for st in plan.steps)
+        else:
+            report.bytes_after += sum(
                 (root / st.dst).stat().st_size
                 for st in plan.steps
                 if st.dst and st.mode not in ("trash",) and (root / st.dst).exists()
             )
-        report.threads += 1
-        report.bytes_before += before
-        report.bytes_after += after
         for st in plan.steps:
             report.items.append(
                 {
@@ -282,8 +290,8 @@ def archive_threads(
 ) -> Report:
     """Move threads to archived_sessions/ (optionally as .jsonl.zst, or into the vault)."""
 
-    def planner(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
-        return _plan_archive(engine, tid, compress=compress, vault=vault)
+    def planner(conn: Connection, tid: str) -> tuple[Plan, dict[str, Any]]:
+        return _plan_archive(conn, tid, compress=compress, vault=vault)
 
     return _run_many(store, ids, planner, dry_run=dry_run, action="archive")
 
@@ -303,8 +311,8 @@ def delete_threads(
 ) -> Report:
     """Move threads to the trash (CODEX_HOME/.rollouts-trash or the vault), never silently."""
 
-    def planner(engine: Engine, tid: str) -> tuple[Plan, dict[str, Any]]:
-        return _plan_delete(engine, tid, grace_ms)
+    def planner(conn: Connection, tid: str) -> tuple[Plan, dict[str, Any]]:
+        return _plan_delete(conn, tid, grace_ms)
 
     return _run_many(store, ids, planner, dry_run=dry_run, action="delete")
 

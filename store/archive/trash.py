@@ -64,24 +64,32 @@ def _run(
     report = Report(dry_run=dry_run)
     if not dry_run:
         report.recovered = journal.recover(engine)
+    plans: list[Plan] = []
+    sizes: list[int] = []
     for tid, rows in groups.items():
-        root = rows[0]["root"]
-        plan = Plan(op, tid, root, rows[0]["root_id"], [make(r) for r in rows])
-        size = sum(r["size"] for r in rows)
-        if not dry_run:
+        plan = Plan(op, tid, rows[0]["root"], rows[0]["root_id"], [make(r) for r in rows])
+        if not dry_run and op == "untrash":
             try:
-                if op == "untrash":
-                    _check_free(engine, plan)
-                journal.run(engine, journal.begin(engine, plan), plan)
-            except (RolloutsError, OSError) as exc:
-                report.skipped.append({"threadId": tid, "reason": str(exc)})
+                _check_free(engine, plan)
+            except RolloutsError as exc:
+                report.skip(tid, exc)
                 continue
+        plans.append(plan)
+        sizes.append(sum(r["size"] for r in rows))
+    outcomes: list[Exception | None] = (
+        [None] * len(plans) if dry_run else journal.execute(engine, plans)
+    )
+    for plan, size, err in zip(plans, sizes, outcomes, strict=True):
+        tid = str(plan.thread_id)
+        if err is not None:
+            report.skip(tid, err)
+            continue
         report.threads += 1
         report.bytes_before += size
         report.bytes_after += size if op == "untrash" else 0
         for st in plan.steps:
             report.items.append(
-                {"threadId": tid, "action": op, "path": str(Path(root) / (st.dst or st.src))}
+                {"threadId": tid, "action": op, "path": str(Path(plan.root) / (st.dst or st.src))}
             )
     return report
 
