@@ -163,6 +163,35 @@ def _pct(times: list[float]) -> dict[str, float]:
     }
 
 
+def explain(url: str, home: Path) -> dict[str, list[str]]:
+    """The query plan of a first and a deep page for each sortKey and direction."""
+    from store.sql import listing
+    from store.sql.backend import _THREAD_PAGE
+    from store.sql.listing import ListQuery
+
+    plans: dict[str, list[str]] = {}
+    with open_store(url, codex_home=home) as st:
+        dialect = st.engine.dialect.name
+        for key in ("created_at", "updated_at", "recency_at"):
+            for d in ("desc", "asc"):
+                page = st.list_threads(limit=100, sort_key=key, sort_direction=d)
+                for cursor in (None, page["nextCursor"]):
+                    q = ListQuery(cursor=cursor, sort_key=key, sort_direction=d)
+                    q.default_provider = st.default_provider
+                    stmt, values = listing.page_statement(q, dialect, _THREAD_PAGE, 51)
+                    sql = stmt.params(values).compile(
+                        st.engine, compile_kwargs={"literal_binds": True}
+                    )
+                    pre = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
+                    with st.engine.connect() as conn:
+                        rows = [str(r[-1]) for r in conn.exec_driver_sql(pre + str(sql))]
+                    label = f"{key} {d}" + (" (cursor)" if cursor else "")
+                    plans[label] = rows
+                    scan = next((r.strip() for r in rows if "threads" in r), rows[0].strip())
+                    print(f"   plan {label:28} {scan}", flush=True)
+    return plans
+
+
 def library(url: str, home: Path, requests: int) -> dict[str, Any]:
     rng = random.Random(2)
     out: dict[str, Any] = {}
@@ -239,7 +268,10 @@ def bench(name: str, url: str, home: Path, args: argparse.Namespace, build: bool
         print(f"   generated in {time.perf_counter() - t0:.1f}s", flush=True)
     else:
         print(f"\n== {name}: reusing {url}", flush=True)
-    out = library(url, home, args.requests)
+    out: dict[str, Any] = {}
+    if args.explain:
+        out["plans"] = explain(url, home)
+    out.update(library(url, home, args.requests))
     out["rpc"] = rpc(url, home, args.requests, args.flood)
     return out
 
@@ -251,6 +283,7 @@ def main() -> None:
     ap.add_argument("--flood", type=int, default=10_000)
     ap.add_argument("--postgres", default=os.environ.get("ROLLOUTS_TEST_POSTGRES_URL"))
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    ap.add_argument("--explain", action="store_true", help="print the query plans first")
     args = ap.parse_args()
     home = Path(tempfile.gettempdir()) / "rollouts-bench-list-home"
     home.mkdir(exist_ok=True)  # an empty CODEX_HOME: default provider "openai"

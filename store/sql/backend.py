@@ -21,7 +21,7 @@ from store.search import api as search_api
 from store.search import schema as search_schema
 from store.sql import listing, migrate, mutations, pages
 from store.sql import schema as s
-from store.sql.engine import make_engine, write_tx
+from store.sql.engine import make_engine, read_connection, write_tx
 from store.sql.listing import ListQuery, clamp_limit
 from store.wire import session_response, thread_json, turn_json
 
@@ -86,7 +86,7 @@ class SqlThreadStore:
         q = _THREAD_PAGE.where(where).order_by(*order)
         if limit is not None:
             q = q.limit(limit)
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             result = conn.execute(q)
             keys = list(result.keys())
             return [dict(zip(keys, r, strict=True)) for r in result]
@@ -128,7 +128,7 @@ class SqlThreadStore:
             q.default_provider = self.default_provider
         n = clamp_limit(q.limit)
         stmt, values = listing.page_statement(q, self.engine.dialect.name, _THREAD_PAGE, n + 1)
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             result = conn.execute(stmt, values)
             keys = list(result.keys())
             rows = [dict(zip(keys, r, strict=True)) for r in result]

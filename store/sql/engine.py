@@ -77,7 +77,9 @@ def make_engine(url: str) -> Engine:
             url,
             json_serializer=codec.dumps,
             json_deserializer=codec.loads,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout, more than a page of
+            # thread/list costs): a connection the server dropped fails its
+            # statement once, and SQLAlchemy then discards the whole pool.
         )
     else:
         raise InvalidInput(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
@@ -135,6 +137,18 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7319045120331)")
             yield conn
+
+
+def read_connection(engine: Engine) -> Connection:
+    """A connection for one read statement: on PostgreSQL in autocommit mode.
+
+    A single SELECT sees one snapshot either way; autocommit saves the BEGIN
+    and ROLLBACK round trips around it (two of the three per thread/list page).
+    """
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def default_sqlite_url(codex_home: Path) -> str:

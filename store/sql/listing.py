@@ -252,9 +252,13 @@ def _where(shape: tuple[Any, ...], dialect: str) -> ColumnElement[bool]:
             key, _ = _sort_columns(sort_key)
             value: BindParameter[int] = bindparam("cursor_key")
             tid: BindParameter[str] = bindparam("cursor_id")
+            # The plain range bound first: it is what lets both databases start
+            # the index scan at the cursor instead of at the top of the index.
             if direction == "desc":
+                conds.append(key <= value)
                 conds.append(or_(key < value, and_(key == value, t.c.id < tid)))
             else:
+                conds.append(key >= value)
                 conds.append(or_(key > value, and_(key == value, t.c.id > tid)))
     if not include_empty:
         # Codex lists a thread only once it has a preview (a first user message).
