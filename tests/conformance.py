@@ -40,7 +40,14 @@ from store.api.methods import ThreadApi
 from store.errors import InvalidCursor, InvalidInput, InvalidParam, NotFound, RolloutsError
 from store.sql.listing import SORT_KEYS
 from tests.conftest import CORPUS, FIXTURES, copy_home
-from tests.helpers import ANY_SOURCE, EVERY_THREAD, json_lines, rollout_files, thread_id_of
+from tests.helpers import (
+    ANY_SOURCE,
+    EVERY_THREAD,
+    json_lines,
+    recorded,
+    rollout_files,
+    thread_id_of,
+)
 
 SCHEMA = FIXTURES / "schema"
 MISSING = "01a1fec0-0000-7000-8000-000000000000"  # a well-formed id no corpus has
@@ -107,14 +114,6 @@ def thread_store(conformance_url: str, conformance_home: Path) -> Iterator[Threa
 # -- what the files say, read without the store ------------------------------------------
 
 
-def _recorded(home: Path, method: str) -> list[dict[str, Any]]:
-    return [
-        rec
-        for rec in json_lines(home / "expected-app-server-with-state.jsonl")
-        if rec["request"]["method"] == method
-    ]
-
-
 def _local(path: str | None, home: Path) -> str | None:
     """A path of the recorded answers, under this copy of the CODEX_HOME."""
     if path is None:
@@ -160,7 +159,7 @@ def test_every_thread_is_listed_once_and_exported_byte_for_byte(
 
 
 def test_read_matches_real_app_server(thread_store: ThreadStore, conformance_home: Path) -> None:
-    records = _recorded(conformance_home, "thread/read")
+    records = recorded(conformance_home, "thread/read")
     assert len(records) == 9
     validator = jsonschema.Draft7Validator(
         json.loads((SCHEMA / "ThreadReadResponse.json").read_text())
@@ -183,7 +182,7 @@ def test_read_matches_real_app_server(thread_store: ThreadStore, conformance_hom
 def test_list_matches_real_app_server(thread_store: ThreadStore, conformance_home: Path) -> None:
     """Codex's thread/list params and answers, through the thread API over this backend."""
     api = ThreadApi(thread_store)
-    records = _recorded(conformance_home, "thread/list")
+    records = recorded(conformance_home, "thread/list")
     assert len(records) == 10
     schema = json.loads((SCHEMA / "ThreadListResponse.json").read_text())
     for rec in records:
@@ -322,7 +321,7 @@ def test_cursors_stay_valid_while_threads_arrive(
 
 
 def test_turns_and_items_pages(thread_store: ThreadStore, conformance_home: Path) -> None:
-    for rec in _recorded(conformance_home, "thread/read"):
+    for rec in recorded(conformance_home, "thread/read"):
         full = rec["response"]["result"]["thread"]
         tid, turns = full["id"], full["turns"]
         for direction in ("asc", "desc"):
@@ -460,7 +459,7 @@ def test_archive_unarchive_delete(thread_store: ThreadStore, conformance_home: P
 
 
 def test_fork_at_every_turn_and_whole(thread_store: ThreadStore, conformance_home: Path) -> None:
-    for rec in _recorded(conformance_home, "thread/read"):
+    for rec in recorded(conformance_home, "thread/read"):
         src = rec["response"]["result"]["thread"]
         source_bytes = b"".join(thread_store.export(src["id"]))
         if src["path"] and "archived_sessions" in src["path"]:
@@ -495,7 +494,7 @@ def test_resume_returns_history_and_settings(
     thread_store: ThreadStore, conformance_home: Path
 ) -> None:
     schema = json.loads((SCHEMA / "ThreadReadResponse.json").read_text())
-    for rec in _recorded(conformance_home, "thread/read"):
+    for rec in recorded(conformance_home, "thread/read"):
         want = rec["response"]["result"]["thread"]
         if "archived_sessions" in want["path"]:
             continue

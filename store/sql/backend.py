@@ -86,16 +86,20 @@ class SqlThreadStore:
         q = _THREAD_PAGE.where(where).order_by(*order)
         if limit is not None:
             q = q.limit(limit)
+        return self._fetch_rows(q, {})
+
+    def _fetch_rows(self, stmt: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
         with read_connection(self.engine) as conn:
-            result = conn.execute(q)
+            result = conn.execute(stmt, values)
             keys = list(result.keys())
-            return [dict(zip(keys, r, strict=True)) for r in result]
+            return [dict(zip(keys, r, strict=True)) for r in result.all()]
 
     def _to_json(
         self, row: dict[str, Any], turns: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:
         root, rel = row["_root"], row["_rel"]
-        path = os.path.join(root, rel) if root and rel else None
+        # Stored roots are absolute and normalized, rel paths relative: a plain join.
+        path = f"{root.rstrip('/')}/{rel}" if root and rel else None
         if row["_o_set"]:
             for col in ("git_sha", "git_branch", "git_origin_url"):
                 if row[f"_o_{col}_set"]:
@@ -128,10 +132,7 @@ class SqlThreadStore:
             q.default_provider = self.default_provider
         n = clamp_limit(q.limit)
         stmt, values = listing.page_statement(q, self.engine.dialect.name, _THREAD_PAGE, n + 1)
-        with read_connection(self.engine) as conn:
-            result = conn.execute(stmt, values)
-            keys = list(result.keys())
-            rows = [dict(zip(keys, r, strict=True)) for r in result]
+        rows = self._fetch_rows(stmt, values)
         more = len(rows) > n
         rows = rows[:n]
         return {

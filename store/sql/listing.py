@@ -102,7 +102,8 @@ def _plan(q: ListQuery) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if q.sort_direction not in ("asc", "desc"):
         raise InvalidInput(f"unknown sortDirection {q.sort_direction!r}: expected asc or desc")
     _sort_columns(q.sort_key)
-    shape: list[Any] = [q.sort_key, q.sort_direction, q.archived, q.include_empty]
+    archived = None if q.archived is None else bool(q.archived)
+    shape: list[Any] = [q.sort_key, q.sort_direction, archived, bool(q.include_empty)]
     values: dict[str, Any] = {}
     # Providers: None = the default one; [] = every provider.
     names = [q.default_provider] if q.model_providers is None else list(q.model_providers)
