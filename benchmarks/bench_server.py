@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,19 @@ def flood(c: Client, reqs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def flood_report(c: Client, reqs: list[dict[str, Any]]) -> dict[str, Any]:
+    """`flood` plus the server's peak RSS, printed: {"flood": ..., "server_peak_rss_mb": ...}."""
+    f = flood(c, reqs)
+    rss = c.peak_rss_mb()
+    print(
+        f"   flood of {f['requests']}: {f['ok']} answered, {f['overloaded']} overloaded "
+        f"(-32001), {f['other_errors']} other errors, in {f['seconds']:.1f}s; next request "
+        f"{f['after_flood_ms']:.1f} ms; server peak RSS {rss:.0f} MB",
+        flush=True,
+    )
+    return {"flood": f, "server_peak_rss_mb": rss}
+
+
 def bench(name: str, url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n== {name}: importing {home} ...", flush=True)
     with open_store(url, auto_upgrade=True, codex_home=home) as st:
@@ -196,18 +211,26 @@ def bench(name: str, url: str, home: Path, args: argparse.Namespace) -> dict[str
                 f"mean {m['mean_ms']:.2f} ms  pipelined {m['req_per_s_pipelined']:.0f} req/s",
                 flush=True,
             )
-        out["flood"] = flood(c, _requests("thread/list", ids, args.flood, rng))
-        out["server_peak_rss_mb"] = c.peak_rss_mb()
-        f = out["flood"]
-        print(
-            f"   flood of {f['requests']}: {f['ok']} answered, {f['overloaded']} overloaded "
-            f"(-32001), {f['other_errors']} other errors, in {f['seconds']:.1f}s; next request "
-            f"{f['after_flood_ms']:.1f} ms; server peak RSS {out['server_peak_rss_mb']:.0f} MB",
-            flush=True,
-        )
+        out.update(flood_report(c, _requests("thread/list", ids, args.flood, rng)))
     finally:
         c.close()
     return out
+
+
+@contextmanager
+def scratch_postgres(admin_url: str, prefix: str) -> Iterator[str]:
+    """A fresh database `<prefix>_<pid>` on the server of `admin_url`, dropped afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}"
+    admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -223,18 +246,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rollouts-bench-srv-") as tmp:
         results["sqlite"] = bench("SQLite", f"sqlite:///{tmp}/bench.sqlite", home, args)
     if args.postgres:
-        import psycopg
-
-        name = f"rollouts_bench_srv_{os.getpid()}"
-        admin = args.postgres.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = f"{admin.rsplit('/', 1)[0]}/{name}"
+        with scratch_postgres(args.postgres, "rollouts_bench_srv") as url:
             results["postgresql"] = bench("PostgreSQL", url, home, args)
-        finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print("\nBENCH_SERVER " + json.dumps({"sessions": args.sessions, **results}))
 
 

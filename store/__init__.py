@@ -54,7 +54,9 @@ def open_store(
     The embedded default database upgrades its own schema; any other database
     must be upgraded with `rollouts db upgrade` and is refused while out of date.
     Third-party backends register a factory in the `rollouts.backends`
-    entry-point group under their URL scheme.
+    entry-point group under their URL scheme; it is called as
+    `factory(url, auto_upgrade=..., default_provider=..., codex_home=...)`
+    (the signature of `SqlThreadStore`) and returns a `ThreadStore`.
     """
     home = _codex_home(codex_home)
     resolved = database_url(url, home)
@@ -65,7 +67,12 @@ def open_store(
         for ep in entry_points(group="rollouts.backends"):
             if ep.name == scheme:
                 factory: Any = ep.load()
-                return factory(resolved)  # type: ignore[no-any-return]
+                return factory(  # type: ignore[no-any-return]
+                    resolved,
+                    auto_upgrade=upgrade,
+                    default_provider=default_provider(home),
+                    codex_home=home,
+                )
         raise InvalidInput(f"no backend for {scheme!r} URLs (sqlite:/// or postgresql://)")
     dialect_of(resolved)
     return SqlThreadStore(

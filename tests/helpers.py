@@ -50,3 +50,20 @@ EVERY_THREAD: dict[str, Any] = {
 }
 # The same without the archived filter, for callers that pass `archived=` themselves.
 ANY_SOURCE: dict[str, Any] = {k: v for k, v in EVERY_THREAD.items() if k != "archived"}
+
+
+def recorded(home: Path, method: str) -> list[dict[str, Any]]:
+    """The real app-server's recorded requests and answers of `method` in a corpus home."""
+    return [
+        rec
+        for rec in json_lines(home / "expected-app-server-with-state.jsonl")
+        if rec["request"]["method"] == method
+    ]
+
+
+def recorded_reads(home: Path) -> dict[str, dict[str, Any]]:
+    """Thread id -> the real app-server's `thread/read` Thread (with turns)."""
+    return {
+        rec["response"]["result"]["thread"]["id"]: rec["response"]["result"]["thread"]
+        for rec in recorded(home, "thread/read")
+    }

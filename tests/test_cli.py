@@ -16,8 +16,8 @@ import pytest
 
 from tests.cli_run import assert_clean_failure, rollouts
 from tests.conftest import FIXTURES
+from tests.helpers import recorded_reads as app_server_reads
 from tests.helpers import rollout_files, thread_id_of
-from tests.test_corpus import _expected_reads as app_server_reads
 
 SUMMARY_KEYS = {"files", "threads", "turns", "items", "bytes", "skipped_lines", "errors"}
 

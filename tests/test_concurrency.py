@@ -10,6 +10,7 @@ that both importers are still writing when the other one starts.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from store import open_store
 from store.sql import migrate
 from store.sql import schema as s
 from store.sql.engine import make_engine
@@ -209,3 +211,25 @@ def _empty(db_url: str) -> None:
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     finally:
         engine.dispose()
+
+
+def test_a_forked_child_never_uses_its_parents_connections(db_url: str, tmp_path: Path) -> None:
+    """Pooled connections stay with the process that opened them (ingest forks its workers)."""
+    with open_store(db_url, auto_upgrade=True, codex_home=tmp_path) as st:
+        st.counts()
+        parent_pool = st.engine.pool
+        assert parent_pool.checkedin() >= 1  # a pooled, open connection
+        pid = os.fork()
+        if pid == 0:  # the child: a new, empty pool, and queries on connections of its own
+            code = 1
+            try:
+                fresh = st.engine.pool is not parent_pool and st.engine.pool.checkedin() == 0
+                code = 0 if fresh and st.counts()["threads"] == 0 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert st.engine.pool is parent_pool
+        home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "h")
+        summary = st.ingest([home], workers=2)  # forked workers, then the parent writes
+        assert summary.errors == 0 and summary.threads == 9

@@ -2,8 +2,10 @@
 
 The library, the CLI and the JSON-RPC server (`store.api.methods.ThreadApi`)
 only call these methods, so a third-party backend registered in the
-`rollouts.backends` entry-point group (a factory taking the URL) serves all
-of them. `tests/conformance.py` is the suite a backend runs to prove it.
+`rollouts.backends` entry-point group (a factory called as `factory(url,
+auto_upgrade=..., default_provider=..., codex_home=...)`, see `store.open_store`)
+serves all of them. `tests/conformance.py` is the suite a backend runs to prove
+it (docs/thread-api.md, "Backends and the conformance suite").
 Errors are `store.errors` exceptions with Codex's messages.
 """
 

@@ -21,7 +21,7 @@ from store.search import api as search_api
 from store.search import schema as search_schema
 from store.sql import listing, migrate, mutations, pages
 from store.sql import schema as s
-from store.sql.engine import make_engine, write_tx
+from store.sql.engine import make_engine, read_connection, write_tx
 from store.sql.listing import ListQuery, clamp_limit
 from store.wire import session_response, thread_json, turn_json
 
@@ -83,42 +83,27 @@ class SqlThreadStore:
     # -- reading ------------------------------------------------------------------
 
     def _thread_rows(self, where: Any, order: Any, limit: int | None) -> list[dict[str, Any]]:
-        t = s.threads
-        # Not the large per-thread blobs (session_meta, reducer state): a page
-        # of threads needs only the columns of the wire `Thread`.
-        cols = [c for c in t.c if c.name not in ("meta", "reducer_state")]
-        q = (
-            select(
-                *cols,
-                s.thread_names.c.name.label("_name"),
-                s.thread_overrides.c.git_sha.label("_o_git_sha"),
-                s.thread_overrides.c.git_branch.label("_o_git_branch"),
-                s.thread_overrides.c.git_origin_url.label("_o_git_origin_url"),
-                s.thread_overrides.c.git_sha_set.label("_o_git_sha_set"),
-                s.thread_overrides.c.git_branch_set.label("_o_git_branch_set"),
-                s.thread_overrides.c.git_origin_url_set.label("_o_git_origin_url_set"),
-                s.roots.c.path.label("_root"),
-                s.rollout_files.c.rel_path.label("_rel"),
-            )
-            .outerjoin(s.thread_names, s.thread_names.c.thread_id == t.c.id)
-            .outerjoin(s.thread_overrides, s.thread_overrides.c.thread_id == t.c.id)
-            .outerjoin(s.rollout_files, s.rollout_files.c.id == t.c.live_file_id)
-            .outerjoin(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
-            .where(where)
-            .order_by(*order)
-        )
+        q = _THREAD_PAGE.where(where).order_by(*order)
         if limit is not None:
             q = q.limit(limit)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+        return self._fetch_rows(q, {})
+
+    def _fetch_rows(self, stmt: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+        with read_connection(self.engine) as conn:
+            result = conn.execute(stmt, values)
+            keys = list(result.keys())
+            return [dict(zip(keys, r, strict=True)) for r in result.all()]
 
     def _to_json(
         self, row: dict[str, Any], turns: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:
-        path = str(Path(row["_root"]) / row["_rel"]) if row["_root"] and row["_rel"] else None
-        for col in ("git_sha", "git_branch", "git_origin_url"):
-            if row[f"_o_{col}_set"]:
-                row[col] = row[f"_o_{col}"]
+        root, rel = row["_root"], row["_rel"]
+        # Stored roots are absolute and normalized, rel paths relative: a plain join.
+        path = f"{root.rstrip('/')}/{rel}" if root and rel else None
+        if row["_o_set"]:
+            for col in ("git_sha", "git_branch", "git_origin_url"):
+                if row[f"_o_{col}_set"]:
+                    row[col] = row[f"_o_{col}"]
         return thread_json(
             row, name=row["_name"], path=path, default_provider=self.default_provider, turns=turns
         )
@@ -146,8 +131,8 @@ class SqlThreadStore:
         if query is None and "default_provider" not in params:
             q.default_provider = self.default_provider
         n = clamp_limit(q.limit)
-        where = listing.where_clause(q, self.engine.dialect.name)
-        rows = self._thread_rows(where, listing.order_by(q), n + 1)
+        stmt, values = listing.page_statement(q, self.engine.dialect.name, _THREAD_PAGE, n + 1)
+        rows = self._fetch_rows(stmt, values)
         more = len(rows) > n
         rows = rows[:n]
         return {
@@ -474,6 +459,62 @@ class SqlThreadStore:
         f = mutations.active_thread_file(self, thread_id)
         thread = self.get_thread(f.thread_id, include_turns=True)
         return session_response(thread, mutations.session_settings(f.path))
+
+
+def _thread_page_select() -> Any:
+    """The columns of a wire `Thread` (and of its list cursors), with name, overrides and path.
+
+    Only what `store.wire.thread_json` reads: not the large per-thread texts
+    (session_meta, reducer state, first user message), which a page of 50
+    threads would otherwise fetch for nothing.
+    """
+    t, o = s.threads, s.thread_overrides
+    wire = [
+        "id",
+        "session_id",
+        "forked_from_id",
+        "parent_thread_id",
+        "preview",
+        "history_mode",
+        "model_provider",
+        "model",
+        "reasoning_effort",
+        "created_at_ms",
+        "created_at_s",
+        "updated_at_ms",
+        "recency_at_ms",
+        "cwd",
+        "cli_version",
+        "originator",
+        "source",
+        "thread_source",
+        "agent_nickname",
+        "agent_role",
+        "git_sha",
+        "git_branch",
+        "git_origin_url",
+    ]
+    return (
+        select(
+            *(t.c[name] for name in wire),
+            s.thread_names.c.name.label("_name"),
+            o.c.thread_id.isnot(None).label("_o_set"),
+            *(o.c[c].label(f"_o_{c}") for c in ("git_sha", "git_branch", "git_origin_url")),
+            *(
+                o.c[f"{c}_set"].label(f"_o_{c}_set")
+                for c in ("git_sha", "git_branch", "git_origin_url")
+            ),
+            s.roots.c.path.label("_root"),
+            s.rollout_files.c.rel_path.label("_rel"),
+        )
+        .outerjoin(s.thread_names, s.thread_names.c.thread_id == t.c.id)
+        .outerjoin(o, o.c.thread_id == t.c.id)
+        .outerjoin(s.rollout_files, s.rollout_files.c.id == t.c.live_file_id)
+        .outerjoin(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
+    )
+
+
+_THREAD_PAGE = _thread_page_select()
 
 
 def _single(report: Any, tid: str, message: str) -> None:

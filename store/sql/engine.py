@@ -10,11 +10,18 @@ SQLite PRAGMAs (set on every new connection):
 Write transactions on SQLite start with BEGIN IMMEDIATE (the `write` execution
 option) so that two writers queue on the lock at BEGIN rather than failing
 with SQLITE_BUSY when one upgrades a read lock mid-transaction.
+
+Connections are pooled on both databases (a new SQLite connection and its
+PRAGMAs cost more than a whole thread/list page). A forked child (ingest's
+parser workers) must never use a connection its parent opened: every engine
+made here forgets its pool in the child at fork time, without closing the
+parent's connections (`Engine.dispose(close=False)`).
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +30,21 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool
 
 from store import codec
 from store.errors import InvalidInput
 
 SQLITE_BUSY_TIMEOUT_MS = 120_000
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_pools_in_child() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def normalize_url(url: str) -> str:
@@ -55,15 +71,20 @@ def make_engine(url: str) -> Engine:
         raise InvalidInput(f"not a database URL: {url!r} ({exc})") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, parsed.database)
-    if backend == "postgresql":
-        return create_engine(
+        engine = _sqlite_engine(url, parsed.database)
+    elif backend == "postgresql":
+        engine = create_engine(
             url,
             json_serializer=codec.dumps,
             json_deserializer=codec.loads,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout, more than a page of
+            # thread/list costs): a connection the server dropped fails its
+            # statement once, and SQLAlchemy then discards the whole pool.
         )
-    raise InvalidInput(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+    else:
+        raise InvalidInput(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+    _ENGINES.add(engine)
+    return engine
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -73,9 +94,9 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         url,
         json_serializer=codec.dumps,
         json_deserializer=codec.loads,
-        # One connection per checkout: processes and threads never share a
-        # SQLite handle, and nothing holds the file open between operations.
-        poolclass=NullPool,
+        # SQLAlchemy's default pool: a QueuePool for a file (a connection is
+        # used by one thread at a time, hence check_same_thread=False), a
+        # SingletonThreadPool for :memory:.
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
 
@@ -122,6 +143,18 @@ def write_tx_on(conn: Connection) -> Iterator[Connection]:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7319045120331)")
         yield conn
+
+
+def read_connection(engine: Engine) -> Connection:
+    """A connection for one read statement: on PostgreSQL in autocommit mode.
+
+    A single SELECT sees one snapshot either way; autocommit saves the BEGIN
+    and ROLLBACK round trips around it (two of the three per thread/list page).
+    """
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def default_sqlite_url(codex_home: Path) -> str:
