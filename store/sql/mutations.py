@@ -110,11 +110,15 @@ def set_name(st: SqlThreadStore, thread_id: str, name: str) -> None:
     f = thread_file(st, thread_id)
     if f.archived:
         raise NotFound(f"no rollout found for thread id {f.thread_id}")
-    stamp = _append_name(f.root, f.thread_id, clean)
+    _store_name(st, f.thread_id, clean, _append_name(f.root, f.thread_id, clean))
+
+
+def _store_name(st: SqlThreadStore, thread_id: str, name: str, stamp: str) -> None:
+    """The name just appended to `session_index.jsonl`, in the database at once."""
     with write_tx(st.engine) as conn:
-        conn.execute(delete(s.thread_names).where(s.thread_names.c.thread_id == f.thread_id))
+        conn.execute(delete(s.thread_names).where(s.thread_names.c.thread_id == thread_id))
         conn.execute(
-            insert(s.thread_names).values(thread_id=f.thread_id, name=clean, updated_at=stamp)
+            insert(s.thread_names).values(thread_id=thread_id, name=name, updated_at=stamp)
         )
 
 
@@ -427,11 +431,12 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         )
     path = writer.new_rollout_path(home, new_id, ts)
     writer.create_file(path, itertools.chain([_with_ordinal(head, ordinal)], copied, tail))
-    if name:
-        _append_name(home, new_id, name)
+    stamp = _append_name(home, new_id, name) if name else None
     summary = st.ingest([path, *extra_paths], workers=1)
     if summary.errors:
         raise InvalidInput(f"could not index {path}: {summary.error_details}")
+    if name and stamp:  # the fork keeps its source's name, as Codex's forks do
+        _store_name(st, new_id, name, stamp)
     return new_id
 
 
