@@ -137,7 +137,9 @@ def test_binary_and_empty_files_are_errors_not_threads(db_url: str, tmp_path: Pa
         assert errors[str(empty)] == "empty file (no session_meta yet)"
         assert errors[str(binary)].startswith(NO_META), errors
         assert len(errors) == 2
-        assert [t["id"] for t in st.list_threads(limit=10, **EVERY_THREAD)["data"]] == [good.name[-42:-6]]
+        assert [t["id"] for t in st.list_threads(limit=10, **EVERY_THREAD)["data"]] == [
+            good.name[-42:-6]
+        ]
         # The empty file is a session Codex has just created: once it has
         # content, the next import indexes it.
         tid = empty.name[-42:-6]
@@ -166,7 +168,9 @@ def test_thread_id_that_is_not_a_uuid(db_url: str, tmp_path: Path) -> None:
                 "no thread id: the session_meta id is missing or not a UUID, "
                 "and the file name carries none"
             )
-        assert [t["id"] for t in st.list_threads(limit=10, **EVERY_THREAD)["data"]] == [good.name[-42:-6]]
+        assert [t["id"] for t in st.list_threads(limit=10, **EVERY_THREAD)["data"]] == [
+            good.name[-42:-6]
+        ]
 
 
 def test_links_and_paths_outside_the_root_are_refused(db_url: str, tmp_path: Path) -> None:
@@ -193,7 +197,9 @@ def test_links_and_paths_outside_the_root_are_refused(db_url: str, tmp_path: Pat
         assert {e["error"] for e in summary.error_details} == {
             "refused: a link that leads outside the root"
         }
-        assert [t["id"] for t in st.list_threads(limit=10, **EVERY_THREAD)["data"]] == [inside.name[-42:-6]]
+        assert [t["id"] for t in st.list_threads(limit=10, **EVERY_THREAD)["data"]] == [
+            inside.name[-42:-6]
+        ]
         # A CODEX_HOME whose sessions folder is itself a link out of it is
         # refused the same way, instead of indexing files export then refuses.
         home2 = tmp_path / "home2"
