@@ -124,14 +124,36 @@ def test_fork_errors_are_one_clear_line(indexed: tuple[Path, str, str]) -> None:
     assert _digests(home) == before  # no failed fork left a file behind
 
 
-def test_lineage_survives_a_deleted_source(indexed: tuple[Path, str, str]) -> None:
-    """Deleting a fork's source (to the trash) keeps the fork readable and its lineage honest."""
+def test_deleting_a_fork_source_keeps_every_fork_readable(
+    indexed: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """A copy fork outlives its deleted source; a reference fork's source cannot go alone."""
     home, url, mode = indexed
     src = _source(home, url, mode)
     fork = _ok(home, url, "fork", src["id"], "--json")["thread"]
     want = _ok(home, url, "show", fork["id"], "--json")["turns"]
+    if mode == "paginated":
+        # The fork reads its history from the source's file: refused, nothing moved.
+        before = _digests(home)
+        proc = rollouts(home, url, "delete", src["id"])
+        assert "Traceback" not in proc.stderr
+        assert "history base of reference forks" in proc.stderr + proc.stdout, proc
+        assert fork["id"] in proc.stderr + proc.stdout
+        assert _digests(home) == before
+        # Deleted together with its forks (Codex's own fork of it too), it goes.
+        kin = [
+            t["id"] for t in _ok(home, url, "show", src["id"], "--lineage", "--json")["descendants"]
+        ]
+        proc = rollouts(home, url, "delete", src["id"], *kin)
+        assert proc.returncode == 0, proc.stderr
+        return
     proc = rollouts(home, url, "delete", src["id"])
     assert proc.returncode == 0, proc.stderr
     assert _ok(home, url, "show", fork["id"], "--json")["turns"] == want
     up = _ok(home, url, "show", fork["id"], "--lineage", "--json")
     assert up["ancestors"] == [] and up["missingAncestorId"] == src["id"]
+    # The copy fork holds its history itself: a fresh import of the folder reads it.
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    assert _ok(home, fresh, "db", "upgrade") is not None
+    assert _ok(home, fresh, "import", "--json")["errors"] == 0
+    assert _ok(home, fresh, "show", fork["id"], "--json")["turns"] == want

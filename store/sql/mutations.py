@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from store import codec
 from store.errors import Conflict, InvalidInput, NotFound
@@ -438,6 +438,37 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
     if name and stamp:  # the fork keeps its source's name, as Codex's forks do
         _store_name(st, new_id, name, stamp)
     return new_id
+
+
+def refuse_if_history_base(
+    engine: Engine, thread_id: str, action: str, together: Iterable[str] = ()
+) -> None:
+    """Conflict when reference forks (other than `together`) read their history from this thread.
+
+    A reference fork holds no copy of its source's history, only `history_base`:
+    with the source's file in the trash, neither Codex nor a fresh import could
+    read the fork any more. Copy forks and revert segments of the thread itself
+    do not count. (Vaulting a source has the same effect on Codex until the
+    source is restored; it is not refused.)
+    """
+    rf = s.rollout_files
+    with engine.connect() as conn:
+        forks = set(
+            conn.execute(
+                select(rf.c.thread_id).where(
+                    rf.c.base_rollout_id == thread_id, rf.c.thread_id != thread_id
+                )
+            ).scalars()
+        )
+    forks -= set(together)
+    if forks:
+        shown = sorted(forks)
+        more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+        raise Conflict(
+            f"thread {thread_id} is the history base of reference forks "
+            f"{', '.join(shown[:3])}{more}: {action} them too (or first), "
+            "or they could no longer be read"
+        )
 
 
 def _base_chain(st: SqlThreadStore, thread_id: str) -> list[Path]:
