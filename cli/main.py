@@ -27,6 +27,8 @@ from cli.common import (
     print_json,
     state,
 )
+from cli.fork import lineage_lines
+from cli.fork import register as register_fork
 from cli.search import register as register_search
 from cli.serve import serve
 from cli.watch import register as register_watch
@@ -181,10 +183,27 @@ def show(
     db: DbOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
+    lineage: Annotated[
+        bool,
+        typer.Option(
+            "--lineage",
+            help="The forks around the thread instead: "
+            "{thread, ancestors, descendants, missingAncestorId} with --json.",
+        ),
+    ] = False,
 ) -> None:
     """Show a thread with its turns (`Thread` with `turns` filled, with --json)."""
     with cli_store(db, home) as st:
-        thread = st.get_thread(thread_id, include_turns=True)
+        if lineage:
+            tree = st.lineage(thread_id)
+        else:
+            thread = st.get_thread(thread_id, include_turns=True)
+    if lineage:
+        if as_json:
+            print_json(tree)
+        else:
+            sys.stdout.write("".join(line + "\n" for line in lineage_lines(tree)))
+        return
     if as_json:
         print_json(thread)
         return
@@ -309,6 +328,7 @@ def db_check(db: DbOpt = None, home: HomeOpt = None) -> None:
 register_search(app, db_app)
 register_archive(app)
 register_watch(app)
+register_fork(app)
 
 
 def run() -> None:

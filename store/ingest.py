@@ -25,7 +25,17 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from store import codec
 from store.archive.tables import vault as archive_vault
@@ -171,41 +181,11 @@ def _plan_root(
     """Jobs for the files of one root, and ids of stored files that are gone."""
     with write_tx(engine) as conn:
         root_id = _ensure_root(conn, scan.root)
+    stored: dict[str, dict[str, Any]] = {}
+    stored_per_thread: dict[str, int] = {}
+    live_ids: dict[str, Any] = {}
     with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                select(
-                    s.rollout_files.c.id,
-                    s.rollout_files.c.rel_path,
-                    s.rollout_files.c.thread_id,
-                    s.rollout_files.c.rollout_id,
-                    s.rollout_files.c.size,
-                    s.rollout_files.c.mtime_ns,
-                    s.rollout_files.c.head_len,
-                    s.rollout_files.c.head_hash,
-                    s.rollout_files.c.offset,
-                ).where(s.rollout_files.c.root_id == root_id)
-            )
-            .mappings()
-            .all()
-        )
-        stored = {r["rel_path"]: dict(r) for r in rows}
-        stored_per_thread: dict[str, int] = {}
-        for row in rows:
-            tid = row["thread_id"]
-            stored_per_thread[tid] = stored_per_thread.get(tid, 0) + 1
-        live_ids = {
-            r[0]: r[1]
-            for r in conn.execute(
-                select(s.threads.c.id, s.threads.c.live_file_id).where(
-                    s.threads.c.id.in_(
-                        select(s.rollout_files.c.thread_id).where(
-                            s.rollout_files.c.root_id == root_id
-                        )
-                    )
-                )
-            )
-        }
+        covered = _load_stored(conn, root_id, scan, stored, stored_per_thread, live_ids)
     by_thread: dict[str, list[FileStat]] = {}
     seen_rel: set[str] = set()
     for path in scan.files:
@@ -229,6 +209,11 @@ def _plan_root(
         by_thread.setdefault(tid, []).append(f)
     for rel in scan.outside:
         summary.error(rel, "refused: a link that leads outside the root")
+    if covered is not None and not covered.issuperset(by_thread):
+        # A file whose name carries no thread id: its thread's rows too.
+        with engine.connect() as conn:
+            extra = set(by_thread) - covered
+            _load_stored(conn, root_id, extra, stored, stored_per_thread, live_ids)
 
     jobs: list[Job] = []
     for tid, files in by_thread.items():
@@ -268,6 +253,69 @@ def _plan_root(
             if not (scan.root / rel).exists():
                 gone.append(r["id"])
     return root_id, jobs, gone
+
+
+# A partial scan of at most this many files loads only the stored rows it needs.
+_TARGETED_MAX_FILES = 500
+
+
+def _load_stored(
+    conn: Connection,
+    root_id: int,
+    what: RootScan | set[str],
+    stored: dict[str, dict[str, Any]],
+    stored_per_thread: dict[str, int],
+    live_ids: dict[str, Any],
+) -> set[str] | None:
+    """Stored file rows of a root (by rel path, counted per thread) and live file ids.
+
+    Given a scan, a complete or large one loads every row of the root (returns
+    None); a small partial one (a watch round) loads only the rows of the
+    threads its files name and the rows under its prefixes, and returns the
+    thread ids it covered: reading all rows of a root of thousands of files
+    made every watch round slow. Given thread ids, loads those threads' rows.
+    """
+    rf = s.rollout_files
+    q = select(
+        rf.c.id,
+        rf.c.rel_path,
+        rf.c.thread_id,
+        rf.c.rollout_id,
+        rf.c.size,
+        rf.c.mtime_ns,
+        rf.c.head_len,
+        rf.c.head_hash,
+        rf.c.offset,
+    ).where(rf.c.root_id == root_id)
+    covered: set[str] | None
+    if isinstance(what, set):
+        covered = what
+        q = q.where(rf.c.thread_id.in_(sorted(covered)))
+    elif what.complete or len(what.files) > _TARGETED_MAX_FILES:
+        covered = None
+    else:
+        rels = sorted({rel_path(what.root, p) for p in what.files})
+        named = (parse_name(p.name).thread_id for p in what.files)
+        covered = {t for t in named if t} | set(
+            conn.execute(
+                select(rf.c.thread_id).where(rf.c.root_id == root_id, rf.c.rel_path.in_(rels))
+            ).scalars()
+        )
+        wanted: list[ColumnElement[bool]] = [rf.c.thread_id.in_(sorted(covered))]
+        wanted += [rf.c.rel_path.startswith(p, autoescape=True) for p in what.prefixes]
+        q = q.where(or_(*wanted))
+    for row in conn.execute(q).mappings():
+        if row["rel_path"] in stored:
+            continue
+        stored[row["rel_path"]] = dict(row)
+        stored_per_thread[row["thread_id"]] = stored_per_thread.get(row["thread_id"], 0) + 1
+    lq = select(s.threads.c.id, s.threads.c.live_file_id)
+    if covered is None:
+        lq = lq.where(s.threads.c.id.in_(select(rf.c.thread_id).where(rf.c.root_id == root_id)))
+    else:
+        lq = lq.where(s.threads.c.id.in_(sorted(covered)))
+    live_ids.update({r[0]: r[1] for r in conn.execute(lq)})
+    return covered
 
 
 def _expect(

@@ -64,7 +64,7 @@ def test_codex_app_server_agrees_after_archive_commands(db_url: str, tmp_path: P
     assert back in want[False]
 
     write_mock_config(home)
-    with AppServer(codex, home) as server:
+    with AppServer(codex, home, tmp_path / "codex.log", cwd=home) as server:
         got = server.stable_lists(server.source_kinds())
     assert got[False] == want[False]
     assert got[True] == want[True] - {vaulted}  # a vaulted thread has no file for Codex

@@ -24,6 +24,7 @@ from store.codex_home import ARCHIVED, SESSIONS
 from store.errors import Conflict, NotFound, RolloutsError, WrongState
 from store.rollout.naming import parse_name
 from store.sql import schema as s
+from store.sql.mutations import refuse_if_history_base
 
 TRASH = ".rollouts-trash"
 DEFAULT_GRACE_MS = 30 * 86400 * 1000
@@ -312,6 +313,7 @@ def delete_threads(
     """Move threads to the trash (CODEX_HOME/.rollouts-trash or the vault), never silently."""
 
     def planner(conn: Connection, tid: str) -> tuple[Plan, dict[str, Any]]:
+        refuse_if_history_base(conn, tid, "delete", together=ids)
         return _plan_delete(conn, tid, grace_ms)
 
     return _run_many(store, ids, planner, dry_run=dry_run, action="delete")

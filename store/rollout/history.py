@@ -164,6 +164,10 @@ class HistoryReducer:
         # Lowest index in `turns` changed since the last `take_dirty` call.
         self.dirty_from = 0
         self._legacy_seen_user_event = False
+        # _turn_index: turn id -> index in `turns`, for its first `_indexed` turns.
+        self._ids: dict[str, int] = {}
+        self._indexed = 0
+        self._indexed_last: TurnState | None = None
 
     # -- bookkeeping ------------------------------------------------------------
 
@@ -212,10 +216,27 @@ class HistoryReducer:
             return None
         if self.current is not None and self.current.id == turn_id:
             return len(self.turns), self.current
-        for i in range(len(self.turns) - 1, -1, -1):
-            if self.turns[i].id == turn_id:
-                return i, self.turns[i]
-        return None
+        i = self._turn_index(turn_id)
+        return None if i is None else (i, self.turns[i])
+
+    def _turn_index(self, turn_id: str) -> int | None:
+        """Index of the last finished turn with that id, from an index kept in step.
+
+        `turns` only ever grows at the end or loses its tail (rollback), also
+        from outside (rows.py restores it): new turns are indexed as they are
+        seen, and a shrunk or replaced tail rebuilds the index. A linear
+        search here made long threads quadratic (every new turn id is a miss).
+        """
+        turns = self.turns
+        done = self._indexed
+        if done > len(turns) or (done and turns[done - 1] is not self._indexed_last):
+            self._ids.clear()
+            done = 0
+        for j in range(done, len(turns)):
+            self._ids[turns[j].id] = j
+        self._indexed = len(turns)
+        self._indexed_last = turns[-1] if turns else None
+        return self._ids.get(turn_id)
 
     def _push(self, turn: TurnState, data: dict[str, Any], rec: Record) -> None:
         turn.items.append(ItemState(data, rec.line, rec.timestamp))

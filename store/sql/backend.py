@@ -25,6 +25,8 @@ from store.sql.engine import make_engine, read_connection, write_tx
 from store.sql.listing import ListQuery, clamp_limit
 from store.wire import session_response, thread_json, turn_json
 
+LINEAGE_MAX_DEPTH = 1000  # a fork chain longer than this is cut (it would be a cycle)
+
 
 class SqlThreadStore:
     """Threads indexed in a SQL database (SQLite or PostgreSQL)."""
@@ -139,6 +141,44 @@ class SqlThreadStore:
             "data": [self._to_json(r) for r in rows],
             "nextCursor": listing.next_cursor(q, rows[-1]) if more else None,
             "backwardsCursor": listing.backwards_cursor(q, rows[0]) if rows else None,
+        }
+
+    def lineage(self, thread_id: str) -> dict[str, Any]:
+        """A thread's forks: `{"thread", "ancestors", "descendants", "missingAncestorId"}`.
+
+        `ancestors` runs from the thread's source (`forkedFromId`) up to the
+        first thread that is not a fork; `missingAncestorId` names a source
+        that is not in the store (deleted or never imported), where the walk
+        stops. `descendants` holds every fork of a fork below the thread,
+        oldest first; their `forkedFromId` gives the tree.
+        """
+        t = s.threads
+        thread = self.get_thread(thread_id)
+        ancestors: list[dict[str, Any]] = []
+        seen = {thread["id"]}
+        missing: str | None = None
+        parent = thread["forkedFromId"]
+        while parent is not None and parent not in seen and len(seen) <= LINEAGE_MAX_DEPTH:
+            seen.add(parent)
+            rows = self._thread_rows(t.c.id == parent, [t.c.id], 1)
+            if not rows:
+                missing = parent
+                break
+            ancestors.append(self._to_json(rows[0]))
+            parent = ancestors[-1]["forkedFromId"]
+        tree = select(t.c.id).where(t.c.forked_from_id == thread["id"]).cte(recursive=True)
+        child = t.alias("child")
+        tree = tree.union(select(child.c.id).where(child.c.forked_from_id == tree.c.id))
+        rows = self._thread_rows(
+            t.c.id.in_(select(tree.c.id)) & (t.c.id != thread["id"]),
+            [t.c.created_at_ms, t.c.id],
+            None,
+        )
+        return {
+            "thread": thread,
+            "ancestors": ancestors,
+            "descendants": [self._to_json(r) for r in rows],
+            "missingAncestorId": missing,
         }
 
     def list_turns(self, thread_id: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from store import codec
 from store.errors import Conflict, InvalidInput, NotFound
@@ -110,11 +110,15 @@ def set_name(st: SqlThreadStore, thread_id: str, name: str) -> None:
     f = thread_file(st, thread_id)
     if f.archived:
         raise NotFound(f"no rollout found for thread id {f.thread_id}")
-    stamp = _append_name(f.root, f.thread_id, clean)
+    _store_name(st, f.thread_id, clean, _append_name(f.root, f.thread_id, clean))
+
+
+def _store_name(st: SqlThreadStore, thread_id: str, name: str, stamp: str) -> None:
+    """The name just appended to `session_index.jsonl`, in the database at once."""
     with write_tx(st.engine) as conn:
-        conn.execute(delete(s.thread_names).where(s.thread_names.c.thread_id == f.thread_id))
+        conn.execute(delete(s.thread_names).where(s.thread_names.c.thread_id == thread_id))
         conn.execute(
-            insert(s.thread_names).values(thread_id=f.thread_id, name=clean, updated_at=stamp)
+            insert(s.thread_names).values(thread_id=thread_id, name=name, updated_at=stamp)
         )
 
 
@@ -427,12 +431,43 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         )
     path = writer.new_rollout_path(home, new_id, ts)
     writer.create_file(path, itertools.chain([_with_ordinal(head, ordinal)], copied, tail))
-    if name:
-        _append_name(home, new_id, name)
+    stamp = _append_name(home, new_id, name) if name else None
     summary = st.ingest([path, *extra_paths], workers=1)
     if summary.errors:
         raise InvalidInput(f"could not index {path}: {summary.error_details}")
+    if name and stamp:  # the fork keeps its source's name, as Codex's forks do
+        _store_name(st, new_id, name, stamp)
     return new_id
+
+
+def refuse_if_history_base(
+    conn: Connection, thread_id: str, action: str, together: Iterable[str] = ()
+) -> None:
+    """Conflict when reference forks (other than `together`) read their history from this thread.
+
+    A reference fork holds no copy of its source's history, only `history_base`:
+    with the source's file in the trash, neither Codex nor a fresh import could
+    read the fork any more. Copy forks and revert segments of the thread itself
+    do not count. (Vaulting a source has the same effect on Codex until the
+    source is restored; it is not refused.)
+    """
+    rf = s.rollout_files
+    forks = set(
+        conn.execute(
+            select(rf.c.thread_id).where(
+                rf.c.base_rollout_id == thread_id, rf.c.thread_id != thread_id
+            )
+        ).scalars()
+    )
+    forks -= set(together)
+    if forks:
+        shown = sorted(forks)
+        more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+        raise Conflict(
+            f"thread {thread_id} is the history base of reference forks "
+            f"{', '.join(shown[:3])}{more}: {action} them too (or first), "
+            "or they could no longer be read"
+        )
 
 
 def _base_chain(st: SqlThreadStore, thread_id: str) -> list[Path]:
