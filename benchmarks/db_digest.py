@@ -138,9 +138,9 @@ def digest(url: str) -> dict[str, tuple[str, int]]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 2
+        return 0 if argv else 2
     results = []
     for url in argv:
         d = digest(url)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,14 @@ from store.rows import (
 from store.search import schema as search_schema
 from store.sql import schema as s
 from store.sql.bulk import bulk_insert
-from store.sql.engine import write_tx, write_tx_on
+from store.sql.engine import make_engine, write_tx, write_tx_on
 
 # Parse in worker processes only when it pays for their start-up.
 PARALLEL_MIN_BYTES = 16 << 20
 WRITE_BATCH_ITEMS = 20_000
 WRITE_BATCH_THREADS = 400
-JOBS_PER_TASK = 24
+# A worker task: about this much input, parsed and then written as one batch.
+WRITE_TASK_BYTES = 6 << 20
 
 
 @dataclass
@@ -87,6 +89,12 @@ class IngestSummary:
         self.errors += 1
         self.error_details.append({"path": path, "error": message})
 
+    def add(self, other: IngestSummary) -> None:
+        """Add a worker's counts (its part of this run) to these."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.error_details.extend(other.error_details)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "files": self.files,
@@ -102,6 +110,17 @@ class IngestSummary:
         }
 
 
+_COUNTS = (
+    "files",
+    "threads",
+    "turns",
+    "items",
+    "bytes",
+    "skipped_lines",
+    "errors",
+    "unchanged",
+    "removed",
+)
 ProgressFn = Callable[[int, int], None]
 
 
@@ -389,10 +408,6 @@ def _parse_full(job: Job) -> ThreadRows | tuple[str, str]:
         except InvalidInput as exc:
             return (str(job.live.path), str(exc))
     return _rows_for(job, parse, 0)
-
-
-def _parse_many(jobs: list[Job]) -> list[ThreadRows | tuple[str, str]]:
-    return [_parse_full(j) for j in jobs]
 
 
 # -- writing --------------------------------------------------------------------------
@@ -819,13 +834,8 @@ def ingest(
     def take(job: Job, result: ThreadRows | tuple[str, str]) -> None:
         nonlocal done, pending_items
         done += job.live.size
-        if isinstance(result, tuple):
-            summary.error(*result)
-        else:
-            summary.bytes += result.progress.offset - job.old_offset
-            if not job.append:
-                # The thread's other files (revert segments' main file) were read too.
-                summary.bytes += sum(f.size for f in job.files if f is not job.live)
+        if _count_read(summary, job, result):
+            assert not isinstance(result, tuple)
             pending.append((job, result))
             pending_items += len(result.items)
             if pending_items >= WRITE_BATCH_ITEMS or len(pending) >= WRITE_BATCH_THREADS:
@@ -852,8 +862,12 @@ def ingest(
         # An explicit worker count always uses workers; the default only when it pays.
         big_enough = workers is not None or full_bytes >= PARALLEL_MIN_BYTES
         if n_workers > 1 and big_enough and len(fulls) > 1:
-            for job, result in _parallel(fulls, n_workers, resolve, max_line_bytes):
-                take(job, result)
+            url = engine.url.render_as_string(hide_password=False)
+            for part, size in _parallel(fulls, n_workers, resolve, max_line_bytes, url):
+                summary.add(part)
+                done += size
+                if on_progress is not None:
+                    on_progress(done, total)
         else:
             for job in fulls:
                 take(job, _parse_full(job))
@@ -923,34 +937,96 @@ def _redo(engine: Engine, writer: Connection, job: Job, summary: IngestSummary) 
         summary.error(str(again.live.path), "changed by another importer twice; run import again")
 
 
+def _count_read(summary: IngestSummary, job: Job, result: ThreadRows | tuple[str, str]) -> bool:
+    """Count a parsed job's bytes (or its error); True when it has rows to write."""
+    if isinstance(result, tuple):
+        summary.error(*result)
+        return False
+    summary.bytes += result.progress.offset - job.old_offset
+    if not job.append:
+        # The thread's other files (revert segments' main file) were read too.
+        summary.bytes += sum(f.size for f in job.files if f is not job.live)
+    return True
+
+
+# Worker state for `_parse_and_write`: set up once per worker process.
+_WORKER_ENGINE: Engine | None = None
+_WORKER_WRITE_LOCK: Any = None
+
+
+def _init_writer_worker(resolve: dict[str, str], max_line: int, url: str, lock: Any) -> None:
+    global _WORKER_ENGINE, _WORKER_WRITE_LOCK
+    _init_worker(resolve, max_line)
+    _WORKER_ENGINE = make_engine(url)
+    _WORKER_WRITE_LOCK = lock
+    # Close the worker's connection when the pool shuts the worker down (a
+    # worker leaves through os._exit, which runs no atexit handlers).
+    Finalize(None, _WORKER_ENGINE.dispose, exitpriority=10)
+
+
+def _parse_and_write(jobs: list[Job]) -> tuple[IngestSummary, int]:
+    """A worker's task: parse these threads, then write them as one batch.
+
+    Each worker writes its own batches, so parsing in one worker overlaps
+    writing in the other, and no rows travel back to the parent. Writes stay
+    one at a time: the workers of this import take `_WORKER_WRITE_LOCK` (a
+    quick hand-over), and the database's own write lock still orders them with
+    any other importer (`_write_batch` re-checks every thread under it).
+    Returns this task's counts and the bytes of its files.
+    """
+    engine = _WORKER_ENGINE
+    assert engine is not None
+    part = IngestSummary()
+    batch: list[tuple[Job, ThreadRows]] = []
+    for job in jobs:
+        result = _parse_full(job)
+        if _count_read(part, job, result):
+            assert not isinstance(result, tuple)
+            batch.append((job, result))
+    if batch:
+        with _WORKER_WRITE_LOCK, engine.connect() as writer:
+            for job in _write_batch(writer, batch, part):
+                _redo(engine, writer, job, part)
+    return part, sum(j.live.size for j in jobs)
+
+
+def _tasks(jobs: list[Job]) -> Iterator[list[Job]]:
+    """Jobs in tasks of about WRITE_TASK_BYTES of input (one write batch each)."""
+    task: list[Job] = []
+    size = 0
+    for job in jobs:
+        task.append(job)
+        size += job.live.size
+        if size >= WRITE_TASK_BYTES or len(task) >= WRITE_BATCH_THREADS:
+            yield task
+            task, size = [], 0
+    if task:
+        yield task
+
+
 def _parallel(
-    jobs: list[Job], n_workers: int, resolve: dict[str, str], max_line: int
-) -> Iterator[tuple[Job, ThreadRows | tuple[str, str]]]:
-    chunks = [jobs[i : i + JOBS_PER_TASK] for i in range(0, len(jobs), JOBS_PER_TASK)]
-    ctx = get_context("fork") if "fork" in get_all_start_methods() else None
+    jobs: list[Job], n_workers: int, resolve: dict[str, str], max_line: int, url: str
+) -> Iterator[tuple[IngestSummary, int]]:
+    """Run `_parse_and_write` over the jobs in worker processes, a few tasks ahead."""
+    ctx = get_context("fork") if "fork" in get_all_start_methods() else get_context()
+    lock = ctx.Lock()
     max_in_flight = n_workers * 2
     with ProcessPoolExecutor(
-        n_workers, mp_context=ctx, initializer=_init_worker, initargs=(resolve, max_line)
+        n_workers,
+        mp_context=ctx,
+        initializer=_init_writer_worker,
+        initargs=(resolve, max_line, url, lock),
     ) as pool:
-        it = iter(chunks)
-        in_flight: dict[Future[list[ThreadRows | tuple[str, str]]], list[Job]] = {}
-        for chunk in it:
-            in_flight[pool.submit(_parse_many, chunk)] = chunk
+        it = _tasks(jobs)
+        in_flight: set[Future[tuple[IngestSummary, int]]] = set()
+        for task in it:
+            in_flight.add(pool.submit(_parse_and_write, task))
             if len(in_flight) >= max_in_flight:
                 break
         while in_flight:
-            done, _ = wait(in_flight, timeout=0, return_when=FIRST_COMPLETED)
-            if not done:
-                # No result ready: the parent parses a chunk itself instead of
-                # idling (it only writes, and writing is the smaller share).
-                mine = next(it, None)
-                if mine is not None:
-                    yield from zip(mine, _parse_many(mine), strict=True)
-                    continue
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in done:
-                chunk = in_flight.pop(fut)
-                yield from zip(chunk, fut.result(), strict=True)
+                yield fut.result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    in_flight[pool.submit(_parse_many, nxt)] = nxt
+                    in_flight.add(pool.submit(_parse_and_write, nxt))

@@ -1,6 +1,6 @@
 """A big first import (the bulk paths of store.ingest and store.search.schema).
 
-It parses in workers and in the importing process, writes set-based, fills the
+It parses and writes in worker processes, writes set-based, fills the
 search index once per batch (SQLite) and, on PostgreSQL, builds the trigram
 index once at the end. What it stores must be exactly what a rebuild from
 `items` gives, checked with benchmarks/db_digest.py (every row of every table

@@ -231,5 +231,5 @@ def test_a_forked_child_never_uses_its_parents_connections(db_url: str, tmp_path
         assert os.waitstatus_to_exitcode(status) == 0
         assert st.engine.pool is parent_pool
         home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "h")
-        summary = st.ingest([home], workers=2)  # forked workers, then the parent writes
+        summary = st.ingest([home], workers=2)  # forked workers parse and write
         assert summary.errors == 0 and summary.threads == 9
