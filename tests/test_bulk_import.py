@@ -22,7 +22,7 @@ from store import open_store
 from store.ingest import PARALLEL_MIN_BYTES
 from store.sql.engine import make_engine
 from tests.cli_run import REPO, rollouts
-from tests.conftest import SHARED, copy_home
+from tests.conftest import CORPUS, SHARED, copy_home
 
 
 def _digest_module() -> ModuleType:
@@ -81,7 +81,7 @@ def test_big_first_import_stores_what_a_rebuild_gives(db_url: str, tmp_path: Pat
 
 def test_an_import_rebuilds_a_missing_trigram_index(pg_url: str, tmp_path: Path) -> None:
     """A big import that died between dropping and rebuilding the index is repaired by the next."""
-    home = copy_home(SHARED / "corpus" / "codex-0.169.0", tmp_path / "home")
+    home = copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
     with open_store(pg_url, auto_upgrade=True) as st:
         st.ingest([home])
         with st.engine.begin() as conn:

@@ -31,7 +31,8 @@ from tests.conftest import SHARED, copy_home
 from tests.helpers import rollout_files, thread_id_of
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = SHARED / "spec" / "codex-app-server-0.169.0" / "experimental" / "v2"
+# Copied from ../shared/spec/codex-app-server-0.169.0/experimental/v2.
+SPEC = Path(__file__).parent / "fixtures" / "schema" / "experimental"
 ALL = SearchFilters(archived=None)
 
 

@@ -91,6 +91,12 @@ def test_write_methods_answer_with_codex_notifications(api: ThreadApi) -> None:
     reply = api.handle("thread/unarchive", {"threadId": tid})
     assert reply.result["thread"]["id"] == tid
     assert [n.method for n in reply.notifications] == ["thread/unarchived"]
+    # The fork reads its history from tid's file: tid alone may not go (a deliberate
+    # difference from Codex, docs/thread-api.md); after the fork, it may.
+    with pytest.raises(RpcError, match="history base of reference forks") as info:
+        api.handle("thread/delete", {"threadId": tid})
+    assert info.value.code == INVALID_REQUEST
+    api.handle("thread/delete", {"threadId": fork["id"]})
     deleted = api.handle("thread/delete", {"threadId": tid})
     assert [n.to_json() for n in deleted.notifications] == [
         {"method": "thread/deleted", "params": {"threadId": tid}}
