@@ -96,6 +96,9 @@ def test_write_methods_answer_with_codex_notifications(api: ThreadApi) -> None:
     with pytest.raises(RpcError, match="history base of reference forks") as info:
         api.handle("thread/delete", {"threadId": tid})
     assert info.value.code == INVALID_REQUEST
+    with pytest.raises(RpcError, match=r"gitInfo\.branch") as info:
+        api.handle("thread/metadata/update", {"threadId": fork["id"], "gitInfo": {"branch": ""}})
+    assert info.value.code == INVALID_REQUEST
     api.handle("thread/delete", {"threadId": fork["id"]})
     deleted = api.handle("thread/delete", {"threadId": tid})
     assert [n.to_json() for n in deleted.notifications] == [
@@ -104,9 +107,6 @@ def test_write_methods_answer_with_codex_notifications(api: ThreadApi) -> None:
     missing = "01a1fec0-0000-7000-8000-000000000000"
     with pytest.raises(RpcError, match=f"no rollout found for thread id {missing}"):
         api.handle("thread/resume", {"threadId": missing})
-    with pytest.raises(RpcError, match=r"gitInfo\.branch") as info:
-        api.handle("thread/metadata/update", {"threadId": fork["id"], "gitInfo": {"branch": ""}})
-    assert info.value.code == INVALID_REQUEST
 
 
 def test_search_methods_are_served(api: ThreadApi) -> None:
