@@ -296,6 +296,9 @@ def main() -> None:
     if not marker.exists():
         for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             p.unlink(missing_ok=True)
+    else:  # a cached database from an older version: bring its schema up to date
+        with open_store(f"sqlite:///{db}", auto_upgrade=True, codex_home=home):
+            pass
     results["sqlite"] = bench("SQLite", f"sqlite:///{db}", home, args, not marker.exists())
     marker.touch()
     if args.postgres:
