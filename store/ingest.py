@@ -9,9 +9,10 @@ Invariants:
 - writers check, inside their transaction, that the database still is what
   they planned against; a concurrent importer's work is detected and skipped,
   so two importers leave the database one importer would;
-- files are parsed in worker processes when there is enough to parse; the
-  parent plans and writes, with a bounded number of results in flight, and
-  parses a chunk itself whenever no worker result is ready.
+- when there is enough to parse, worker processes parse and write tasks of a
+  few MB each, taking turns to write, with a bounded number of tasks in
+  flight; the parent plans, and adds up the workers' counts. Otherwise the
+  parent parses and writes in batches itself.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ def _slow_rfc3339_ms(value: str) -> int | None:
     # Python 3.11 accepts at most 6 fraction digits; Codex writes up to 9.
     if "." in s:
         head, _, rest = s.partition(".")
-        frac = ""
         i = 0
         while i < len(rest) and rest[i].isdigit():
             i += 1
@@ -82,8 +81,6 @@ def _slow_rfc3339_ms(value: str) -> int | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        from datetime import UTC
-
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
