@@ -11,15 +11,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 
-from store import RolloutsError, open_store
+from cli.common import DbOpt, HomeOpt, cli_store, handle_errors
 from store.config import codex_home
 from store.errors import InvalidInput
 from store.server import ServerOptions, configure_logging, serve_stdio, serve_websocket
@@ -47,18 +45,8 @@ def serve(
     listen: Annotated[
         str, typer.Option(help="stdio:// (newline-delimited JSON) or ws://HOST:PORT.")
     ] = "stdio://",
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            envvar="ROLLOUTS_DB",
-            help="SQLAlchemy URL (default: CODEX_HOME/rollouts.sqlite).",
-        ),
-    ] = None,
-    home: Annotated[
-        Path | None,
-        typer.Option("--codex-home", envvar="CODEX_HOME", help="Codex home (default: ~/.codex)."),
-    ] = None,
+    db: DbOpt = None,
+    home: HomeOpt = None,
     workers: Annotated[
         int, typer.Option(envvar="ROLLOUTS_SERVE_WORKERS", min=1, help="Database threads.")
     ] = ServerOptions.workers,
@@ -73,24 +61,17 @@ def serve(
 ) -> None:
     """Answer the Codex app-server thread API (JSON-RPC) from the store."""
     configure_logging()
-    try:
+    with handle_errors():
         address = parse_listen(listen)
         home_dir = codex_home(home)
-        st = open_store(db, codex_home=home_dir)
-    except (RolloutsError, OSError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        raise typer.Exit(1) from None
     options = ServerOptions(workers=workers, queue_size=queue_size, codex_home=home_dir)
-    try:
+    # cli_store: an unreachable or locked database, or a taken port, is one
+    # line on stderr and exit 1, never a traceback (--debug shows it).
+    with cli_store(db, home_dir) as st:
         if address is None:
             _run(serve_stdio(st, options=options))
         else:
             _run(serve_websocket(st, *address, options=options))
-    except OSError as exc:  # e.g. the port is taken
-        sys.stderr.write(f"error: {exc}\n")
-        raise typer.Exit(1) from None
-    finally:
-        st.close()
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
