@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.archive import register as register_archive
@@ -84,7 +85,7 @@ def import_(
         f"{out['errors']} errors"
     )
     for e in out["error_details"][:20]:
-        err.print(f"  {e['path']}: {e['error']}", highlight=False)
+        err.print(f"  {escape(e['path'])}: {escape(e['error'])}", highlight=False)
 
 
 def _run_with_progress(fn: Callable[[Callable[[int, int], None] | None], T], *, quiet: bool) -> T:
@@ -170,7 +171,7 @@ def list_(
             t["name"] or t["preview"].splitlines()[0][:80] if (t["name"] or t["preview"]) else ""
         )
         src = t["source"] if isinstance(t["source"], str) else codec.dumps(t["source"])
-        table.add_row(t["id"], created, title, t["cwd"], src)
+        table.add_row(t["id"], created, escape(title), escape(t["cwd"] or ""), escape(src))
     console.print(table)
     if page["nextCursor"]:
         # Never wrapped: the cursor is meant to be copied.
@@ -208,18 +209,21 @@ def show(
         print_json(thread)
         return
     console = Console()
-    console.print(f"[bold]{thread['name'] or thread['preview'][:100]}[/bold]", highlight=False)
+    title = escape(thread["name"] or thread["preview"][:100])
+    console.print(f"[bold]{title}[/bold]", highlight=False)
     console.print(
         f"{thread['id']}  {thread['cwd']}  {thread['modelProvider']}/{thread['model']}",
         highlight=False,
+        markup=False,
     )
     for i, turn in enumerate(thread["turns"], 1):
         console.print(
-            f"\n[bold cyan]turn {i}[/bold cyan] {turn['id']} ({turn['status']})", highlight=False
+            f"\n[bold cyan]turn {i}[/bold cyan] {escape(turn['id'])} ({turn['status']})",
+            highlight=False,
         )
         for item in turn["items"]:
             console.print(
-                f"  [dim]{item['type']}[/dim] {_item_text(item)[:300]}",
+                f"  [dim]{item['type']}[/dim] {escape(_item_text(item)[:300])}",
                 highlight=False,
                 markup=True,
             )
