@@ -38,9 +38,13 @@ def _print_report(out: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def _ids(st: Any, ids: list[str] | None, f: Filters) -> list[str]:
+def _ids(st: Any, ids: list[str] | None, f: Filters | None = None) -> list[str]:
+    """The named ids; else the threads the filters select (commands without
+    filters pass none)."""
     if ids:
         return resolve_ids(ids)
+    if f is None:
+        raise InvalidInput("name one or more thread ids")
     if f.empty():
         raise InvalidInput("name thread ids or give a filter (--older-than, --cwd, ...)")
     return select_threads(st.engine, f)
@@ -92,7 +96,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move archived (or vaulted) threads back to sessions/YYYY/MM/DD/."""
         with cli_store(db, home) as st:
-            rep = svc.unarchive_threads(st, _ids(st, ids, Filters()), dry_run=dry_run)
+            rep = svc.unarchive_threads(st, _ids(st, ids), dry_run=dry_run)
         _print_report(rep.to_json(), as_json)
 
     @app.command()
@@ -105,7 +109,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write vaulted threads back to their files, byte for byte."""
         with cli_store(db, home) as st:
-            rep = svc.restore_threads(st, _ids(st, ids, Filters()), dry_run=dry_run)
+            rep = svc.restore_threads(st, _ids(st, ids), dry_run=dry_run)
         _print_report(rep.to_json(), as_json)
 
     @app.command()
@@ -120,7 +124,7 @@ def register(app: typer.Typer) -> None:
         """Move threads to the trash (restorable until purged)."""
         with cli_store(db, home) as st:
             rep = svc.delete_threads(
-                st, _ids(st, ids, Filters()), grace_ms=parse_duration_ms(grace), dry_run=dry_run
+                st, _ids(st, ids), grace_ms=parse_duration_ms(grace), dry_run=dry_run
             )
         _print_report(rep.to_json(), as_json)
 
@@ -137,7 +141,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Apply the retention policy (options override CODEX_HOME/rollouts-retention.toml)."""
         with cli_store(db, home) as st:
-            p = pol.Policy.load(config or codex_home(home) / pol.POLICY_FILE)
+            if config is not None:
+                p = pol.Policy.load(config, required=True)
+            else:
+                p = pol.Policy.load(codex_home(home) / pol.POLICY_FILE)
             if keep_newest is not None:
                 p.keep_newest = keep_newest
             for name, val in (

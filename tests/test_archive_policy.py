@@ -154,6 +154,15 @@ def test_retain_bad_policy_is_a_clean_error(db_url: str, tmp_path: Path) -> None
     (home / "rollouts-retention.toml").write_text('[retention]\narchive_after = "soon"\n')
     assert_clean_failure(rollouts(home, db_url, "retain"), "not a duration")
     assert_clean_failure(rollouts(home, db_url, "retain", "--vault-after", "x"), "not a duration")
+    (home / "rollouts-retention.toml").write_text('[retention]\nkeep_newest = "5"\n')
+    assert_clean_failure(rollouts(home, db_url, "retain"), "keep_newest must be a whole number")
+    (home / "rollouts-retention.toml").write_text("[retention]\ncompress = \"no\"\n")
+    assert_clean_failure(rollouts(home, db_url, "retain"), "compress must be true or false")
+    missing = tmp_path / "typo.toml"
+    assert_clean_failure(
+        rollouts(home, db_url, "retain", "--config", str(missing)), "no such policy file"
+    )
+    assert_clean_failure(rollouts(home, db_url, "unarchive"), "name one or more thread ids")
 
 
 def _expected_tokens(home: Path) -> tuple[dict[tuple[str, str], int], set[str]]:

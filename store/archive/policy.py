@@ -32,26 +32,37 @@ class Policy:
     compress: bool = True
 
     @staticmethod
-    def load(path: Path) -> Policy:
-        """Read `[retention]` from a TOML file; missing file → empty policy."""
+    def load(path: Path, *, required: bool = False) -> Policy:
+        """Read `[retention]` from a TOML file; a missing file is an empty policy
+        unless `required` (a file the user named)."""
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh).get("retention", {})
         except FileNotFoundError:
+            if required:
+                raise InvalidInput(f"no such policy file: {path}") from None
             return Policy()
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInput(f"{path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path}: [retention] must be a table")
 
         def dur(key: str) -> int | None:
             v = data.get(key)
             return None if v is None else parse_duration_ms(str(v))
 
+        keep = data.get("keep_newest")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+            raise InvalidInput(f"{path}: keep_newest must be a whole number >= 0, not {keep!r}")
+        compress = data.get("compress", True)
+        if not isinstance(compress, bool):
+            raise InvalidInput(f"{path}: compress must be true or false, not {compress!r}")
         return Policy(
-            keep_newest=data.get("keep_newest"),
+            keep_newest=keep,
             archive_after_ms=dur("archive_after"),
             vault_after_ms=dur("vault_after"),
             purge_trash_after_ms=dur("purge_trash_after"),
-            compress=bool(data.get("compress", True)),
+            compress=compress,
         )
 
 
@@ -59,21 +70,21 @@ def _candidates(store: HasEngine, policy: Policy, older_ms: int, archived: bool)
     """Threads older than `older_ms`, except the newest N of each cwd."""
     now = int(time.time() * 1000)
     th = s.threads
+    seen: dict[str, int] = {}
+    out = []
     with store.engine.connect() as conn:
-        rows = conn.execute(
+        vaulted = set(conn.execute(select(t.vault.c.thread_id)).scalars())
+        rows = conn.execute(  # streamed: one thread row at a time
             select(th.c.id, th.c.cwd, th.c.updated_at_ms, th.c.archived).order_by(
                 th.c.cwd, th.c.updated_at_ms.desc(), th.c.id.desc()
             )
-        ).all()
-        vaulted = set(conn.execute(select(t.vault.c.thread_id)).scalars())
-    seen: dict[str, int] = {}
-    out = []
-    for tid, cwd, updated, is_archived in rows:
-        seen[cwd] = seen.get(cwd, 0) + 1
-        if policy.keep_newest is not None and seen[cwd] <= policy.keep_newest:
-            continue
-        if updated < now - older_ms and bool(is_archived) == archived and tid not in vaulted:
-            out.append(str(tid))
+        )
+        for tid, cwd, updated, is_archived in rows:
+            seen[cwd] = seen.get(cwd, 0) + 1
+            if policy.keep_newest is not None and seen[cwd] <= policy.keep_newest:
+                continue
+            if updated < now - older_ms and bool(is_archived) == archived and tid not in vaulted:
+                out.append(str(tid))
     return out
 
 
