@@ -18,10 +18,6 @@
    wall time when the machine is shared (on PostgreSQL the server's work is
    not in it).
 
---pool: time the queries through a SQLite engine that keeps its connection
-(a QueuePool in place of the engine's NullPool, with the same connect hooks),
-to show what reusing connections saves: a new SQLite connection per search
-starts with a cold page cache and checkpoints the WAL when it closes.
 --skip-import-cost: import once, with the index (no second import without it).
 --db URL: only time the queries, on an existing store.
 """
@@ -43,14 +39,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_import import DEFAULT_SHARED, corpus_stats, ensure_corpus, sqlite_size  # noqa: E402
-from sqlalchemy import Engine  # noqa: E402
-from sqlalchemy.pool import NullPool, QueuePool  # noqa: E402
 
 from store import SqlThreadStore, open_store  # noqa: E402
 from store.search import SearchFilters  # noqa: E402
 from store.search import schema as search_schema  # noqa: E402
 from store.search.when import parse_when  # noqa: E402
-from store.sql.engine import make_engine, write_tx  # noqa: E402
+from store.sql.engine import write_tx  # noqa: E402
 
 MB = 1_000_000
 QUERIES: dict[str, tuple[bool, list[str]]] = {
@@ -74,25 +68,9 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-def pooled_engine(url: str) -> Engine:
-    """The store's engine for `url`, with a connection pool if it has none."""
-    engine = make_engine(url)
-    old = engine.pool
-    if isinstance(old, NullPool):
-        engine.pool = QueuePool(
-            old._creator,  # the same connect hooks (PRAGMAs) as the store
-            pool_size=1,
-            max_overflow=4,
-            _dispatch=old.dispatch,
-            dialect=old._dialect,
-        )
-    return engine
-
-
-def time_queries(url: str, runs: int, *, pool: bool = False) -> dict[str, dict[str, float]]:
+def time_queries(url: str, runs: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    engine = pooled_engine(url) if pool else None
-    with SqlThreadStore(url, engine=engine) as st:
+    with SqlThreadStore(url) as st:
         for kind, (substring, terms) in QUERIES.items():
             for label, filters in (("", SearchFilters()), (" +filters", _filters())):
                 for t in terms:  # warm-up
@@ -209,7 +187,6 @@ def main() -> None:
     ap.add_argument("--postgres", default=os.environ.get("ROLLOUTS_TEST_POSTGRES_URL"))
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--pool", action="store_true", help="reuse SQLite connections (see above)")
     ap.add_argument("--skip-import-cost", action="store_true", help="import once, with the index")
     ap.add_argument(
         "--db",
@@ -218,7 +195,7 @@ def main() -> None:
     )
     a = ap.parse_args()
     if a.db:
-        report_queries(f"queries on {a.db}", time_queries(a.db, a.runs, pool=a.pool))
+        report_queries(f"queries on {a.db}", time_queries(a.db, a.runs))
         return
     home = ensure_corpus(a.shared, a.sessions, a.shared / "corpus", a.seed)
     files, size = corpus_stats(home)
@@ -230,7 +207,7 @@ def main() -> None:
             key = "with_index" if with_index else "without_index"
             imports[key] = import_timed(f"sqlite:///{path}", home, with_index=with_index)
         path = Path(tmp) / "idx.sqlite"
-        q = time_queries(f"sqlite:///{path}", a.runs, pool=a.pool)
+        q = time_queries(f"sqlite:///{path}", a.runs)
         report("SQLite", size, imports, sqlite_index_bytes(path), q)
         print(f"(database file {sqlite_size(path) / MB:.1f} MB)")
     if a.postgres:

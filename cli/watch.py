@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.common import DbOpt, HomeOpt, cli_store, err, handle_errors
 from store import codec
@@ -47,6 +48,8 @@ def watch_command(
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            err.print("stopping after the current round", highlight=False)
         stop.set()
 
     def on_batch(batch: WatchBatch) -> None:
@@ -56,11 +59,13 @@ def watch_command(
             err.print(f"watching {target} ({mode}); Ctrl-C stops", highlight=False)
 
     def on_error(exc: Exception) -> None:
-        err.print(f"[red]error:[/red] {exc} (retrying)", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))} (retrying)", highlight=False)
 
     with handle_errors():
         root = resolve_home(target)
     with cli_store(db, root) as st:
+        # The first round imports the whole home, which takes a while on a new store.
+        err.print(f"importing {root} before watching it", highlight=False)
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             watch(
@@ -99,7 +104,7 @@ def _report(batch: WatchBatch, *, as_json: bool, verbose: bool) -> None:
         )
     for e in out["error_details"]:
         if verbose or not e["error"].startswith(_QUIET_ERRORS):
-            err.print(f"  {e['path']}: {e['error']}", highlight=False)
+            err.print(f"  {escape(e['path'])}: {escape(e['error'])}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,8 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, or_, select
@@ -62,7 +61,6 @@ class WatchBatch:
     summary: IngestSummary
     seconds: float
     startup: bool = False
-    changed: list[str] = field(default_factory=list)  # a few of the changed paths
 
 
 BatchFn = Callable[[WatchBatch], None]
@@ -96,24 +94,9 @@ def watch(
     the error is raised.
     """
     root = resolve_home(home)
-    with _sqlite_kept_open(engine):
-        _follow(engine, root, stop, poll, poll_interval, on_batch, on_error)
-
-
-@contextmanager
-def _sqlite_kept_open(engine: Engine) -> Iterator[None]:
-    """Hold one idle SQLite connection for the life of the watch.
-
-    The SQLite engine opens a connection per operation; when the last one
-    closes, SQLite checkpoints and removes the WAL, which costs more than a
-    whole watch round. An idle connection (no transaction, so no read lock)
-    keeps the WAL in place; commits still checkpoint it as usual.
-    """
-    if engine.dialect.name != "sqlite":
-        yield
-        return
-    with engine.connect():
-        yield
+    # The engine's pool keeps its SQLite connection open between rounds, so
+    # the WAL is not checkpointed away and recreated on every round.
+    _follow(engine, root, stop, poll, poll_interval, on_batch, on_error)
 
 
 def _follow(
@@ -161,7 +144,6 @@ def _run_round(
                 summary=summary,
                 seconds=time.perf_counter() - start,
                 startup=changed is None,
-                changed=sorted(str(p) for p in changed or ())[:5],
             )
         )
     return True

@@ -27,8 +27,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     for stmt in schema.create_statements(dialect) + schema.rebuild_statements(dialect):
-        if not stmt.startswith("REINDEX"):
-            op.execute(stmt)
+        op.execute(stmt)
 
 
 def downgrade() -> None:

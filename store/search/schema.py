@@ -170,10 +170,10 @@ _PG_DROP = [
     "DROP TABLE IF EXISTS search_words",
 ]
 
+# After create_statements: search_words is empty and the trigram index, just
+# created, already covers every item.
 _PG_REBUILD = [
-    "TRUNCATE search_words",
     f"INSERT INTO search_words (id, tsv) SELECT i.id, {pg_tsv('i')} FROM items i",
-    "REINDEX INDEX search_items_trgm",
 ]
 
 
@@ -187,7 +187,7 @@ def drop_statements(dialect: str) -> list[str]:
 
 
 def rebuild_statements(dialect: str) -> list[str]:
-    """Statements that refill the index from `items`."""
+    """Statements that fill the index from `items`, right after create_statements."""
     return list(_SQLITE_REBUILD if dialect == "sqlite" else _PG_REBUILD)
 
 
@@ -203,8 +203,7 @@ def reindex(conn: Connection) -> None:
             continue  # the extension outlives the index; creating it needs rights
         conn.exec_driver_sql(stmt)
     for stmt in rebuild_statements(dialect):
-        if not stmt.startswith("REINDEX"):
-            conn.exec_driver_sql(stmt)
+        conn.exec_driver_sql(stmt)
 
 
 @contextmanager
