@@ -23,7 +23,6 @@ from store.api.rpc import (
 )
 from store.errors import (
     Conflict,
-    InvalidCursor,
     InvalidInput,
     InvalidParam,
     NotFound,
@@ -97,6 +96,17 @@ def experimental_use(method: str, params: Any) -> str | None:
 Handler = Callable[[Params], Reply]
 
 
+def rpc_error(exc: RolloutsError) -> RpcError:
+    """The JSON-RPC error for a store error, the same whichever handler raised it:
+    a bad field -32602 naming it, a bad request (unknown thread, bad input or
+    cursor, a conflict) -32600, anything else -32603."""
+    if isinstance(exc, InvalidParam):
+        return RpcError(INVALID_PARAMS, str(exc), {"field": exc.param})
+    if isinstance(exc, NotFound | InvalidInput | Conflict):  # InvalidCursor is an InvalidInput
+        return RpcError(INVALID_REQUEST, str(exc))
+    return RpcError(INTERNAL_ERROR, str(exc))
+
+
 class ThreadApi:
     """Dispatch of `thread/*` requests; synchronous, one call per request.
 
@@ -142,14 +152,8 @@ class ThreadApi:
             raise RpcError(INVALID_PARAMS, "Invalid params: params must be an object")
         try:
             return handler(Params(params))
-        except RpcError:
-            raise
-        except InvalidParam as exc:
-            raise RpcError(INVALID_PARAMS, str(exc), {"field": exc.param}) from None
-        except (NotFound, InvalidInput, InvalidCursor, Conflict) as exc:
-            raise RpcError(INVALID_REQUEST, str(exc)) from None
         except RolloutsError as exc:
-            raise RpcError(INTERNAL_ERROR, str(exc)) from None
+            raise rpc_error(exc) from None
 
     # -- reading --------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ object with `handle(method, params) -> Reply`, so another program can serve
 its own store or its own API on its own streams:
 
     import asyncio
-import contextlib
     from store import open_store
     from store.server import serve_stdio, serve_stream, serve_websocket
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from store.api.methods import experimental_use
+from store.api.methods import experimental_use, rpc_error
 from store.api.rpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -219,8 +219,8 @@ class Server:
             )
         except RpcError as exc:
             return _Outcome(p.error_response(req.id, exc))
-        except RolloutsError as exc:
-            return _Outcome(p.error_response(req.id, RpcError(INVALID_REQUEST, str(exc))))
+        except RolloutsError as exc:  # from a handler other than ThreadApi
+            return _Outcome(p.error_response(req.id, rpc_error(exc)))
         except Exception as exc:
             log.exception("internal error answering %s (id %r)", req.method, req.id)
             err = RpcError(INTERNAL_ERROR, f"Internal error: {type(exc).__name__}: {exc}")

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from store import codec
-from store.codex_home import SESSIONS
 from store.errors import Conflict, InvalidCursor, InvalidInput, NotFound, WrongState
 from store.ingest import IngestSummary, ProgressFn, ingest
 from store.rollout.framing import DEFAULT_MAX_LINE_BYTES, read_chunks
@@ -435,16 +434,9 @@ class SqlThreadStore:
         """JSON-RPC methods this backend answers beyond the ThreadStore contract."""
         from store.search.wire import search_occurrences_wire, search_threads_wire
 
-        def occurrences(params: dict[str, Any]) -> dict[str, Any]:
-            # Occurrence turn cursors open thread/turns/list at that turn (included).
-            return search_occurrences_wire(
-                self,
-                params,
-            )
-
         return {
             "thread/search": lambda params: search_threads_wire(self, params),
-            "thread/searchOccurrences": occurrences,
+            "thread/searchOccurrences": lambda params: search_occurrences_wire(self, params),
         }
 
     # -- writes (see store.sql.mutations) ------------------------------------------
@@ -580,4 +572,4 @@ def _safe(url: str) -> str:
         return "<database>"
 
 
-__all__ = ["SESSIONS", "SqlThreadStore"]
+__all__ = ["SqlThreadStore"]

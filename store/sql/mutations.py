@@ -85,8 +85,9 @@ def _home_for_writes(st: SqlThreadStore) -> Path:
     return st.codex_home
 
 
-def _reindex(st: SqlThreadStore, path: Path) -> None:
-    summary = st.ingest([path], workers=1)
+def _reindex(st: SqlThreadStore, path: Path, *more: Path) -> None:
+    """Index `path` (and `more`) now, in this process; an error names `path`."""
+    summary = st.ingest([path, *more], workers=1)
     if summary.errors:
         raise InvalidInput(f"could not index {path}: {summary.error_details}")
 
@@ -432,9 +433,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
     path = writer.new_rollout_path(home, new_id, ts)
     writer.create_file(path, itertools.chain([_with_ordinal(head, ordinal)], copied, tail))
     stamp = _append_name(home, new_id, name) if name else None
-    summary = st.ingest([path, *extra_paths], workers=1)
-    if summary.errors:
-        raise InvalidInput(f"could not index {path}: {summary.error_details}")
+    _reindex(st, path, *extra_paths)
     if name and stamp:  # the fork keeps its source's name, as Codex's forks do
         _store_name(st, new_id, name, stamp)
     return new_id
