@@ -179,13 +179,6 @@ def write_compressed(dst: Path, src: Path, sync: DirSync | None = None) -> tuple
     return h_in.hexdigest(), n_in
 
 
-def read_chunks(path: Path) -> Iterable[bytes]:
-    """The JSONL content of a rollout (decompressed for .zst), in chunks."""
-    with open_stream(path) as stream:
-        while chunk := stream.read(CHUNK_SIZE):
-            yield chunk
-
-
 def commit_tmp(dst: Path, mtime_ns: int | None, sync: DirSync | None = None) -> None:
     """Rename dst's temporary file into place (atomic), keeping `mtime_ns`.
 

@@ -136,14 +136,6 @@ def begin_many(engine: Engine, plans: list[Plan]) -> list[int | None]:
     return out
 
 
-def begin(engine: Engine, plan: Plan) -> int:
-    """Commit the intent; refuses a thread that another operation holds."""
-    entry = begin_many(engine, [plan])[0]
-    if entry is None:
-        raise Conflict(f"thread {plan.thread_id} is in an unfinished operation")
-    return entry
-
-
 def run(engine: Engine, entry_id: int, plan: Plan) -> None:
     """Do (or finish) every step of the plan, then commit; abort on a hard failure."""
     errors = run_batch(engine, [(entry_id, plan)])
@@ -528,4 +520,4 @@ def log(
     )
 
 
-__all__ = ["Plan", "Step", "begin", "log", "recover", "run"]
+__all__ = ["Plan", "Step", "begin_many", "log", "recover", "run"]

@@ -22,6 +22,7 @@ from store.archive import tables as t
 from store.archive.journal import Plan, Step, now_ms
 from store.codex_home import ARCHIVED, SESSIONS
 from store.errors import Conflict, NotFound, RolloutsError, WrongState
+from store.rollout.framing import read_chunks
 from store.rollout.naming import parse_name
 from store.sql import schema as s
 from store.sql.mutations import refuse_if_history_base
@@ -210,7 +211,7 @@ def _estimate_after(root: Path, st: Step) -> int:
         return 0
     if st.mode == "compress":
         cobj = zstandard.ZstdCompressor(level=fsops.ZSTD_LEVEL).compressobj()
-        n = sum(len(cobj.compress(c)) for c in fsops.read_chunks(root / st.src))
+        n = sum(len(cobj.compress(c)) for c in read_chunks(root / st.src))
         return n + len(cobj.flush())
     if st.mode == "unvault":
         return st.size

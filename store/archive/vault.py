@@ -40,7 +40,7 @@ def _now_ms() -> int:
 
 
 def new_blob(conn: Connection) -> int:
-    """An empty, incomplete blob (to be filled by `upload`)."""
+    """An empty, incomplete blob (to be filled by an `Uploader`)."""
     res = conn.execute(insert(t.blobs).values(size=0, complete=False, created_at_ms=_now_ms()))
     pk = res.inserted_primary_key
     assert pk is not None
@@ -121,15 +121,6 @@ def finish(engine: Engine, conn: Connection, blob_id: int, sha: str, size: int) 
         update(t.blobs).where(t.blobs.c.id == blob_id).values(sha256=sha, size=size, complete=True)
     )
     return Blob(blob_id, sha, size)
-
-
-def upload(engine: Engine, blob_id: int, stream: BinaryIO) -> Blob:
-    """Fill `blob_id` with the content of `stream`; checks and returns the blob."""
-    up = Uploader(engine)
-    sha, size = up.add(blob_id, stream)
-    up.flush()
-    with write_tx(engine) as conn:
-        return finish(engine, conn, blob_id, sha, size)
 
 
 def read(engine: Engine, blob_id: int, conn: Connection | None = None) -> Iterator[bytes]:
