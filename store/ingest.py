@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.util import Finalize
 from pathlib import Path
@@ -92,8 +92,9 @@ class IngestSummary:
 
     def add(self, other: IngestSummary) -> None:
         """Add a worker's counts (its part of this run) to these."""
-        for name in _COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for f in fields(self):
+            if f.name != "error_details":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         self.error_details.extend(other.error_details)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,17 +112,6 @@ class IngestSummary:
         }
 
 
-_COUNTS = (
-    "files",
-    "threads",
-    "turns",
-    "items",
-    "bytes",
-    "skipped_lines",
-    "errors",
-    "unchanged",
-    "removed",
-)
 ProgressFn = Callable[[int, int], None]
 
 
