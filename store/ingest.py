@@ -61,6 +61,7 @@ from store.rows import (
     turn_rows,
 )
 from store.search import schema as search_schema
+from store.sql import history
 from store.sql import schema as s
 from store.sql.bulk import bulk_insert
 from store.sql.engine import make_engine, write_tx, write_tx_on
@@ -496,6 +497,7 @@ def _write_batch(
     stale: list[Job] = []
     with write_tx_on(conn) as conn:
         current = _current_state(conn, [job.thread_id for job, _ in batch])
+        in_batch = {job.thread_id for job, _ in batch}
         threads_out: list[dict[str, Any]] = []
         turns_out: list[tuple[Any, ...]] = []
         items_out: list[tuple[Any, ...]] = []
@@ -513,9 +515,10 @@ def _write_batch(
             else:
                 if job.expect is not None:
                     replaced.append(job.thread_id)
-                threads_out.append(rows.thread)
-                turns_out.extend(rows.turns)
-                items_out.extend(rows.items)
+                thread, turns, items = _shared_with_parent(conn, rows, in_batch)
+                threads_out.append(thread)
+                turns_out.extend(turns)
+                items_out.extend(items)
                 fulls.append((job, rows))
             summary.threads += 1
             summary.turns += rows.turn_count - old_turns
@@ -527,8 +530,7 @@ def _write_batch(
             )
             if rows.error:
                 summary.error(str(job.live.path), rows.error)
-        for i in range(0, len(replaced), _IN_CHUNK):
-            conn.execute(delete(s.threads).where(s.threads.c.id.in_(replaced[i : i + _IN_CHUNK])))
+        history.delete_threads(conn, replaced)
         if threads_out:
             bulk_insert(conn, s.threads, threads_out)
             file_rows = [fr for _job, rows in fulls for fr in rows.files]
@@ -551,10 +553,46 @@ def _write_batch(
             # replaced threads' items went with the DELETE above.
             with search_schema.bulk_fill(conn):
                 bulk_insert(conn, s.items, items_out, ITEM_COLS)
+        stale_ids = {job.thread_id for job in stale}
+        written = [job.thread_id for job, _ in batch if job.thread_id not in stale_ids]
+        for fork_id in history.forks_to_share(conn, written):
+            history.share(conn, fork_id)
     return stale
 
 
 _SKIP_COLS = ("file_id", "line", "byte_offset", "length", "reason")
+_NOT_SHARED = history.sharing("", 0, 0) | {"history_parent_id": None}
+_TURN_POS = TURN_COLS.index("position")
+_ITEM_TURN = ITEM_COLS.index("turn_position")
+
+
+def _shared_with_parent(
+    conn: Connection, rows: ThreadRows, in_batch: set[str]
+) -> tuple[dict[str, Any], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The thread row, turns and items to write for a thread read in full.
+
+    A fork whose parent is already stored (and not rewritten in this batch) is
+    compared with it first, and the turns it shares are not written at all
+    (store.sql.history). Other forks are compared after the write (`share`).
+    """
+    parent = rows.thread.get("forked_from_id")
+    got = None
+    if parent and parent not in in_batch:
+        got = history.match_parent(
+            conn,
+            parent,
+            rows.thread["id"],
+            [dict(zip(TURN_COLS, r, strict=True)) for r in rows.turns],
+            (dict(zip(ITEM_COLS, r, strict=True)) for r in rows.items),
+        )
+    if got is None:
+        return rows.thread | _NOT_SHARED, rows.turns, rows.items
+    k, shift = got
+    return (
+        rows.thread | history.sharing(str(parent), k, shift),
+        [r for r in rows.turns if r[_TURN_POS] >= k],
+        [r for r in rows.items if r[_ITEM_TURN] >= k],
+    )
 
 
 def _file_ids(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -576,6 +614,7 @@ def _file_ids(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, 
 
 def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
     tid = job.thread_id
+    history.detach(conn, tid, rows.from_turn)  # its turns from there on are rewritten
     conn.execute(
         delete(s.items).where(s.items.c.thread_id == tid, s.items.c.turn_position >= rows.from_turn)
     )
@@ -631,24 +670,13 @@ def _parse_append(engine: Engine, job: Job) -> ThreadRows | tuple[str, str]:
             .mappings()
             .one()
         )
-        t_rows = [
-            dict(r)
-            for r in conn.execute(
-                select(s.turns)
-                .where(s.turns.c.thread_id == job.thread_id)
-                .order_by(s.turns.c.position)
-            ).mappings()
-        ]
-        i_rows = [
-            dict(r)
-            for r in conn.execute(
-                select(
-                    s.items.c.turn_position, s.items.c.data, s.items.c.line, s.items.c.created_at_ms
-                )
-                .where(s.items.c.thread_id == job.thread_id)
-                .order_by(s.items.c.position)
-            ).mappings()
-        ]
+        segs = history.segments(conn, job.thread_id)
+        t_rows = history.turn_rows(conn, job.thread_id, segs)
+        i_rows = list(
+            history.item_rows(
+                conn, job.thread_id, ("turn_position", "data", "line", "created_at_ms"), segs
+            )
+        )
     state = codec.loads(trow["reducer_state"])
     reducer = load_reducer(trow["reducer_mode"], state, t_rows, i_rows)
     meta = load_meta(dict(trow), state)
@@ -762,7 +790,7 @@ def _remove_gone(engine: Engine, file_ids: list[int], summary: IngestSummary) ->
                 select(s.threads.c.live_file_id).where(s.threads.c.id == tid)
             ).scalar()
             if live == fid:
-                conn.execute(delete(s.threads).where(s.threads.c.id == tid))
+                history.delete_threads(conn, [tid])
             else:
                 conn.execute(delete(s.rollout_files).where(s.rollout_files.c.id == fid))
             summary.removed += 1

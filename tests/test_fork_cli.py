@@ -140,6 +140,11 @@ def test_deleting_a_fork_source_keeps_every_fork_readable(
         assert "history base of reference forks" in proc.stderr + proc.stdout, proc
         assert fork["id"] in proc.stderr + proc.stdout
         assert _digests(home) == before
+        # Into the vault, its file would leave the folder just the same: refused too.
+        proc = rollouts(home, url, "archive", src["id"], "--vault", "--json")
+        assert "Traceback" not in proc.stderr
+        assert "history base of reference forks" in proc.stderr + proc.stdout, proc
+        assert _digests(home) == before
         # Deleted together with its forks (Codex's own fork of it too), it goes.
         kin = [
             t["id"] for t in _ok(home, url, "show", src["id"], "--lineage", "--json")["descendants"]

@@ -59,7 +59,13 @@ EXPERIMENTAL_FIELDS: dict[str, tuple[str, ...]] = {
         "permissions",
         "runtimeWorkspaceRoots",
     ),
-    "thread/resume": ("history", "initialTurnsPage", "path", "permissions", "runtimeWorkspaceRoots"),
+    "thread/resume": (
+        "history",
+        "initialTurnsPage",
+        "path",
+        "permissions",
+        "runtimeWorkspaceRoots",
+    ),
     "thread/start": (
         "allowProviderModelFallback",
         "daybreakEnabled",

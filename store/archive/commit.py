@@ -17,6 +17,7 @@ from store.archive import tables as t
 from store.archive.journal import Plan, Step, changed, log, now_ms
 from store.codex_home import is_archived_rel
 from store.errors import Conflict
+from store.sql import history
 from store.sql import schema as s
 
 
@@ -160,7 +161,7 @@ def _delete(conn: Connection, root: Path, plan: Plan) -> None:
         )
         log(conn, "delete", plan.thread_id, st.dst or st.src, st.size, st.size, mode=st.mode)
     conn.execute(delete(t.vault).where(t.vault.c.thread_id == plan.thread_id))
-    conn.execute(delete(s.threads).where(s.threads.c.id == plan.thread_id))
+    history.delete_threads(conn, [str(plan.thread_id)])
 
 
 def reindex(engine: Engine, root: Path, plan: Plan) -> None:

@@ -293,6 +293,8 @@ def archive_threads(
     """Move threads to archived_sessions/ (optionally as .jsonl.zst, or into the vault)."""
 
     def planner(conn: Connection, tid: str) -> tuple[Plan, dict[str, Any]]:
+        if vault:  # its file leaves the folder, where Codex reads reference forks from
+            refuse_if_history_base(conn, tid, "vault", together=ids)
         return _plan_archive(conn, tid, compress=compress, vault=vault)
 
     return _run_many(store, ids, planner, dry_run=dry_run, action="archive")

@@ -23,7 +23,7 @@ from store.rollout.naming import validate_thread_id
 from store.search import query as qp
 from store.search.api import DEFAULT_LIMIT, MAX_LIMIT, matcher
 from store.search.snippet import make_snippet, substring_matches, utf16_range
-from store.sql import pages
+from store.sql import history, pages
 from store.sql import schema as s
 
 if TYPE_CHECKING:  # the backend imports this package
@@ -151,7 +151,7 @@ def _thread_snippet(conn: Connection, thread_id: str, term: str) -> str:
     """A snippet around the first occurrence of `term` in the thread's items."""
     q = (
         select(s.items.c.search_text)
-        .where(s.items.c.thread_id == thread_id)
+        .where(history.items_where(history.segments(conn, thread_id)))
         .order_by(s.items.c.position)
     )
     with conn.execution_options(stream_results=True, yield_per=200).execute(q) as rows:
@@ -186,7 +186,8 @@ def search_occurrences_wire(
     with store.engine.connect() as conn:
         if conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first() is None:
             raise NotFound(f"thread not found: {tid}")
-        turns = {r["position"]: r["turn_id"] for r in pages.visible_turns(conn, tid)}
+        segs = history.segments(conn, tid)
+        turns = {r["position"]: r["turn_id"] for r in pages.visible_turns(conn, tid, segs)}
         q = (
             select(
                 s.items.c.position,
@@ -195,7 +196,7 @@ def search_occurrences_wire(
                 s.items.c.search_text,
             )
             .where(
-                s.items.c.thread_id == tid,
+                history.items_where(segs),
                 s.items.c.position >= start_pos,
                 s.items.c.item_type.in_(OCCURRENCE_TYPES),
             )

@@ -18,7 +18,7 @@ from store.rows import is_visible_turn
 from store.search import SearchFilters, SearchPage
 from store.search import api as search_api
 from store.search import schema as search_schema
-from store.sql import listing, migrate, mutations, pages
+from store.sql import history, listing, migrate, mutations, pages
 from store.sql import schema as s
 from store.sql.engine import make_engine, read_connection, write_tx
 from store.sql.listing import ListQuery, clamp_limit
@@ -187,16 +187,12 @@ class SqlThreadStore:
             exists = conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first()
             if exists is None:
                 raise NotFound(f"thread not found: {tid}")
-            turn_rows = [
-                dict(r)
-                for r in conn.execute(
-                    select(s.turns).where(s.turns.c.thread_id == tid).order_by(s.turns.c.position)
-                ).mappings()
-            ]
+            segs = history.segments(conn, tid)
+            turn_rows = history.turn_rows(conn, tid, segs)
             by_turn: dict[int, list[dict[str, Any]]] = {}
             for pos, data in conn.execute(
                 select(s.items.c.turn_position, s.items.c.data)
-                .where(s.items.c.thread_id == tid)
+                .where(history.items_where(segs))
                 .order_by(s.items.c.position)
             ):
                 by_turn.setdefault(pos, []).append(codec.loads(data))
@@ -344,7 +340,8 @@ class SqlThreadStore:
         n = clamp_limit(limit)
         with self.engine.connect() as conn:
             self._require_thread(conn, tid)
-            turns = pages.visible_turns(conn, tid)
+            segs = history.segments(conn, tid)
+            turns = pages.visible_turns(conn, tid, segs)
             if sort_direction == "desc":
                 turns.reverse()
             start = 0
@@ -361,7 +358,7 @@ class SqlThreadStore:
                 positions = [r["position"] for r in page]
                 for pos, data in conn.execute(
                     select(s.items.c.turn_position, s.items.c.data)
-                    .where(s.items.c.thread_id == tid, s.items.c.turn_position.in_(positions))
+                    .where(history.items_where(segs), s.items.c.turn_position.in_(positions))
                     .order_by(s.items.c.position)
                 ):
                     items.setdefault(pos, []).append(codec.loads(data))
@@ -393,7 +390,8 @@ class SqlThreadStore:
         n = clamp_limit(limit)
         with self.engine.connect() as conn:
             self._require_thread(conn, tid)
-            turns = pages.visible_turns(conn, tid)
+            segs = history.segments(conn, tid)
+            turns = pages.visible_turns(conn, tid, segs)
             if turn_id is not None:
                 turns = [r for r in turns if r["turn_id"] == turn_id]
                 if not turns:
@@ -401,8 +399,8 @@ class SqlThreadStore:
             turn_ids = {r["position"]: r["turn_id"] for r in turns}
             q = select(
                 s.items.c.position, s.items.c.turn_position, s.items.c.created_at_ms, s.items.c.data
-            ).where(s.items.c.thread_id == tid, s.items.c.turn_position.in_(list(turn_ids)))
-            after = pages.decode_item_cursor(conn, tid, cursor, turn_id)
+            ).where(history.items_where(segs), s.items.c.turn_position.in_(list(turn_ids)))
+            after = pages.decode_item_cursor(conn, segs, cursor, turn_id)
             if after is not None:
                 pos, include = after
                 if sort_direction == "asc":

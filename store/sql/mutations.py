@@ -444,11 +444,11 @@ def refuse_if_history_base(
 ) -> None:
     """Conflict when reference forks (other than `together`) read their history from this thread.
 
-    A reference fork holds no copy of its source's history, only `history_base`:
-    with the source's file in the trash, neither Codex nor a fresh import could
-    read the fork any more. Copy forks and revert segments of the thread itself
-    do not count. (Vaulting a source has the same effect on Codex until the
-    source is restored; it is not refused.)
+    A reference fork's file holds no copy of its source's history, only
+    `history_base`: with the source's file in the trash (delete) or in the
+    database (vault), neither Codex nor a fresh import could read the fork any
+    more. Copy forks and revert segments of the thread itself do not count.
+    (In the database a fork never depends on this: see store.sql.history.)
     """
     rf = s.rollout_files
     forks = set(

@@ -9,13 +9,15 @@ from sqlalchemy import select
 from store import codec
 from store.errors import InvalidCursor, InvalidInput
 from store.rows import is_visible_turn
+from store.sql import history
 from store.sql import schema as s
 
 
-def turn_rows(conn: Any, thread_id: str) -> list[dict[str, Any]]:
-    """Every stored turn row of a thread, in order (shown or not)."""
-    q = select(s.turns).where(s.turns.c.thread_id == thread_id).order_by(s.turns.c.position)
-    return [dict(r) for r in conn.execute(q).mappings()]
+def turn_rows(
+    conn: Any, thread_id: str, segs: list[history.Segment] | None = None
+) -> list[dict[str, Any]]:
+    """Every turn row of a thread's history, in order (shown or not)."""
+    return history.turn_rows(conn, thread_id, segs)
 
 
 def is_shown(row: dict[str, Any]) -> bool:
@@ -25,9 +27,11 @@ def is_shown(row: dict[str, Any]) -> bool:
     )
 
 
-def visible_turns(conn: Any, thread_id: str) -> list[dict[str, Any]]:
+def visible_turns(
+    conn: Any, thread_id: str, segs: list[history.Segment] | None = None
+) -> list[dict[str, Any]]:
     """The turn rows Codex shows, in order."""
-    return [r for r in turn_rows(conn, thread_id) if is_shown(r)]
+    return [r for r in turn_rows(conn, thread_id, segs) if is_shown(r)]
 
 
 def encode_turn_cursor(turn_id: str, include_anchor: bool) -> str:
@@ -58,7 +62,7 @@ def encode_item_cursor(position: int, include_anchor: bool) -> str:
 
 
 def decode_item_cursor(
-    conn: Any, thread_id: str, cursor: Any, turn_id: str | None
+    conn: Any, segs: list[history.Segment], cursor: Any, turn_id: str | None
 ) -> tuple[int, bool] | None:
     """(item position, include it) of a string cursor or an `{type: item, itemId}` anchor."""
     if cursor is None:
@@ -70,7 +74,7 @@ def decode_item_cursor(
             raise InvalidInput("an item anchor cursor requires a non-empty turnId")
         pos = conn.execute(
             select(s.items.c.position).where(
-                s.items.c.thread_id == thread_id, s.items.c.item_id == cursor["itemId"]
+                history.items_where(segs), s.items.c.item_id == cursor["itemId"]
             )
         ).scalar()
         if pos is None:

@@ -4,7 +4,8 @@ Invariants:
 - times are integers: `*_ms` columns are Unix milliseconds;
 - `items.data` holds the app-server `ThreadItem` JSON as text (orjson output),
   so a read hands it to the wire without re-encoding;
-- a thread's rows in `turns`/`items` are exactly the state of its history
+- a thread's history (its rows in `turns`/`items`, after any shared prefix
+  from its parent: `threads.history_*`) is exactly the state of its history
   reducer: open turns included (`is_open`), so a file that grows is reduced
   further from the database alone;
 - the original bytes live in the rollout files; `rollout_files` says where each
@@ -98,11 +99,22 @@ threads = Table(
     Column("bytes", BigInteger, nullable=False, default=0),
     Column("live_file_id", BigInteger),  # rollout_files.id of the file being appended to
     Column("meta", Text, nullable=False, default="{}"),  # first session_meta, minus instructions
+    # Shared history (store.sql.history): the turns at positions below
+    # `history_turns`, and their items, are not stored for this thread but read
+    # from `history_parent_id`'s history, their line numbers plus
+    # `history_line_shift`. Set on a fork whose history starts with its
+    # parent's; NULL parent: every row is the thread's own. A parent with
+    # threads sharing its rows cannot be deleted (the foreign key) until they
+    # get their own copies (history.detach).
+    Column("history_parent_id", String(36), ForeignKey("threads.id")),
+    Column("history_turns", Integer, nullable=False, default=0),
+    Column("history_line_shift", BigInteger, nullable=False, default=0),
     Index(None, "archived", "created_at_s", "id"),
     Index(None, "archived", "updated_at_ms", "id"),
     Index(None, "archived", "recency_at_ms", "id"),
     Index(None, "cwd"),
     Index(None, "forked_from_id"),
+    Index(None, "history_parent_id"),
 )
 
 rollout_files = Table(
