@@ -33,6 +33,7 @@ from sqlalchemy import (
     Engine,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -647,11 +648,10 @@ def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
         update(s.rollout_files)
         .where(s.rollout_files.c.id == file_id)
         .values(
-            skipped_lines=conn.execute(
-                select(s.skipped_lines.c.line).where(s.skipped_lines.c.file_id == file_id)
-            )
-            .fetchall()
-            .__len__()
+            skipped_lines=select(func.count())
+            .select_from(s.skipped_lines)
+            .where(s.skipped_lines.c.file_id == file_id)
+            .scalar_subquery()
         )
     )
     bulk_insert(conn, s.turns, rows.turns, TURN_COLS)

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from store import open_store
 from store.archive.service import (
@@ -16,6 +17,7 @@ from store.archive.service import (
 )
 from store.archive.trash import trash_list, trash_purge, trash_restore
 from store.rollout.framing import open_stream
+from store.sql import schema as s
 from tests.conftest import CORPUS, copy_home
 from tests.helpers import ANY_SOURCE, rollout_files
 
@@ -57,6 +59,20 @@ def folders_agree(st, home: Path) -> None:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return copy_home(CORPUS / "codex-0.169.0", tmp_path / "home")
+
+
+def history_bases(st) -> dict[str, set[str]]:
+    """Thread id -> the reference forks whose files read their history from its file."""
+    rf = s.rollout_files
+    out: dict[str, set[str]] = {}
+    with st.engine.connect() as conn:
+        for base, fork in conn.execute(
+            select(rf.c.base_rollout_id, rf.c.thread_id).where(
+                rf.c.base_rollout_id.is_not(None), rf.c.base_rollout_id != rf.c.thread_id
+            )
+        ):
+            out.setdefault(base, set()).add(fork)
+    return out
 
 
 def active_ids(st) -> list[str]:
@@ -102,9 +118,21 @@ def test_compress_vault_restore_reproduce_bytes(db_url: str, home: Path) -> None
         assert rep.threads == len(half), rep.skipped
         assert all(i["path"].endswith(".jsonl.zst") for i in rep.items)
         assert rep.bytes_after < rep.bytes_before
+        # A thread whose file reference forks read their history from stays on disk,
+        # unless its forks go into the vault with it.
+        bases = history_bases(st)
+        refused = {tid for tid in rest if bases.get(tid, set()) - set(rest)}
+        assert refused, "the corpus has a reference fork whose source is in `rest`"
         rep = archive_threads(st, rest, vault=True)
-        assert rep.threads == len(rest), rep.skipped
+        assert {s["threadId"] for s in rep.skipped} == refused
+        assert all("history base of reference forks" in s["reason"] for s in rep.skipped)
+        assert rep.threads == len(rest) - len(refused)
         assert rep.bytes_after == 0
+        together = sorted(refused | {f for tid in refused for f in bases[tid]})
+        again = archive_threads(st, together, vault=True)
+        assert again.threads == len(together), again.skipped
+        rest = sorted(set(rest) | set(together))
+        half = [tid for tid in half if tid not in rest]
         for item in rep.items:
             assert not Path(item["path"]).exists()
         assert st.ingest([home]).removed == 0  # vaulted threads stay listed

@@ -141,6 +141,12 @@ def test_retain_options_override_config_and_purge_trash(
     assert [i["threadId"] for i in dry["purge"]["items"]] == [ids[0]]
     out = cli_json(home, db_url, "retain", "--purge-trash-after", "10d")
     assert [i["threadId"] for i in out["purge"]["items"]] == [ids[0]]
+    # The report's shape is the one every archive command prints (docs/archive.md).
+    for report in (dry["purge"], out["purge"]):
+        assert report["bytesBefore"] > 0 and report["bytesAfter"] == 0
+        for item in report["items"]:
+            assert set(item) == {"threadId", "action", "path", "from"}
+            assert item["action"] == "purge" and item["from"] == item["path"]
     assert not list(home.rglob(threads[ids[0]]["path"].name))
     left = cli_json(home, db_url, "trash", "list", "--json")
     assert [r["threadId"] for r in left] == [ids[1]]

@@ -383,6 +383,13 @@ def test_thread_search_occurrences_wire(st: SqlThreadStore) -> None:
         if cursor is None:
             break
     assert len(got) == expected > 1
+    # A cursor of another request, a search cursor of the wrong kind, or garbage.
+    first = search_occurrences_wire(st, {"threadId": tid, "searchTerm": "Hello", "limit": 1})
+    page = st.search("please", filters=ALL, limit=2)
+    for bad in (first["nextCursor"], page.next_cursor, "%%%", "e30"):
+        term = "hello" if bad == first["nextCursor"] else "Hello"
+        with pytest.raises(InvalidCursor):
+            search_occurrences_wire(st, {"threadId": tid, "searchTerm": term, "cursor": bad})
     for occ in got:
         r = occ["snippetMatchRange"]
         units = occ["snippet"].encode("utf-16-le")

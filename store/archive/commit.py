@@ -14,7 +14,8 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from store.archive import fsops, vault
 from store.archive import tables as t
-from store.archive.journal import Plan, Step, changed, log, now_ms
+from store.archive.journal import Plan, Step, changed, log
+from store.clock import now_ms
 from store.codex_home import is_archived_rel
 from store.errors import Conflict
 from store.sql import history

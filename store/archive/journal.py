@@ -20,7 +20,6 @@ Ordering rules that keep bytes safe:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,10 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from store import codec
 from store.archive import fsops, vault
 from store.archive import tables as t
+from store.clock import now_ms
 from store.errors import Conflict, RolloutsError
 from store.rollout.framing import open_stream
 from store.sql.engine import write_tx
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from store.archive import tables as t
 from store.archive.select import parse_duration_ms
 from store.archive.service import HasEngine, Report, archive_threads
 from store.archive.trash import trash_purge
+from store.clock import now_ms
 from store.errors import InvalidInput
 from store.sql import schema as s
 
@@ -68,7 +69,7 @@ class Policy:
 
 def _candidates(store: HasEngine, policy: Policy, older_ms: int, archived: bool) -> list[str]:
     """Threads older than `older_ms`, except the newest N of each cwd."""
-    now = int(time.time() * 1000)
+    now = now_ms()
     th = s.threads
     seen: dict[str, int] = {}
     out = []
@@ -102,7 +103,7 @@ def retain(store: HasEngine, policy: Policy, *, dry_run: bool = False) -> dict[s
             ids += _candidates(store, policy, policy.vault_after_ms, archived=False)
         out["vault"] = archive_threads(store, ids, vault=True, dry_run=dry_run).to_json()
     if policy.purge_trash_after_ms is not None:
-        cutoff = int(time.time() * 1000) - policy.purge_trash_after_ms
+        cutoff = now_ms() - policy.purge_trash_after_ms
         with store.engine.connect() as conn:
             ids = list(
                 conn.execute(

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Engine, select
 
 from store.archive import fsops, journal
 from store.archive import tables as t
-from store.archive.journal import Plan, Step, now_ms
+from store.archive.journal import Plan, Step
+from store.clock import now_ms
 from store.codex_home import ARCHIVED, SESSIONS
 from store.errors import Conflict, NotFound, RolloutsError, WrongState
 from store.rollout.framing import read_chunks
@@ -207,7 +208,7 @@ def _plan_delete(conn: Connection, tid: str, grace_ms: int) -> tuple[Plan, dict[
 
 def _estimate_after(root: Path, st: Step) -> int:
     """Bytes on disk after a step (compressing to a counter for --compress)."""
-    if st.mode in ("vault", "trash", "trash_vault"):
+    if st.mode in ("vault", "trash", "trash_vault", "purge"):
         return 0
     if st.mode == "compress":
         cobj = zstandard.ZstdCompressor(level=fsops.ZSTD_LEVEL).compressobj()
@@ -236,6 +237,13 @@ def _run_many(
             finally:
                 conn.rollback()  # no read snapshot held across plans
             plans.append(plan)
+    return finish(engine, report, plans, dry_run=dry_run, action=action)
+
+
+def finish(
+    engine: Engine, report: Report, plans: list[Plan], *, dry_run: bool, action: str
+) -> Report:
+    """Run the plans (unless a dry run) and add each outcome to the report."""
     if dry_run:
         outcomes: list[Exception | None] = [None] * len(plans)
     else:

@@ -10,8 +10,9 @@ from sqlalchemy import Engine, select
 
 from store.archive import journal
 from store.archive import tables as t
-from store.archive.journal import Plan, Step, now_ms
-from store.archive.service import HasEngine, Report
+from store.archive.journal import Plan, Step
+from store.archive.service import HasEngine, Report, finish
+from store.clock import now_ms
 from store.errors import Conflict, RolloutsError
 from store.sql import schema as s
 
@@ -65,7 +66,6 @@ def _run(
     if not dry_run:
         report.recovered = journal.recover(engine)
     plans: list[Plan] = []
-    sizes: list[int] = []
     for tid, rows in groups.items():
         plan = Plan(op, tid, rows[0]["root"], rows[0]["root_id"], [make(r) for r in rows])
         if not dry_run and op == "untrash":
@@ -75,23 +75,7 @@ def _run(
                 report.skip(tid, exc)
                 continue
         plans.append(plan)
-        sizes.append(sum(r["size"] for r in rows))
-    outcomes: list[Exception | None] = (
-        [None] * len(plans) if dry_run else journal.execute(engine, plans)
-    )
-    for plan, size, err in zip(plans, sizes, outcomes, strict=True):
-        tid = str(plan.thread_id)
-        if err is not None:
-            report.skip(tid, err)
-            continue
-        report.threads += 1
-        report.bytes_before += size
-        report.bytes_after += size if op == "untrash" else 0
-        for st in plan.steps:
-            report.items.append(
-                {"threadId": tid, "action": op, "path": str(Path(plan.root) / (st.dst or st.src))}
-            )
-    return report
+    return finish(engine, report, plans, dry_run=dry_run, action=op)
 
 
 def _check_free(engine: Engine, plan: Plan) -> None:

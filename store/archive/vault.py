@@ -9,7 +9,6 @@ so repeated content is stored once, across all files.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, insert, select,
 
 from store.archive import chunking
 from store.archive import tables as t
+from store.clock import now_ms
 from store.errors import Conflict
 from store.sql.engine import write_tx
 
@@ -35,13 +35,9 @@ class Blob:
     size: int
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def new_blob(conn: Connection) -> int:
     """An empty, incomplete blob (to be filled by an `Uploader`)."""
-    res = conn.execute(insert(t.blobs).values(size=0, complete=False, created_at_ms=_now_ms()))
+    res = conn.execute(insert(t.blobs).values(size=0, complete=False, created_at_ms=now_ms()))
     pk = res.inserted_primary_key
     assert pk is not None
     return int(pk[0])

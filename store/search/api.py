@@ -230,22 +230,25 @@ def _fingerprint(query: str, substring: bool, f: SearchFilters, sort: str) -> st
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _encode_cursor(fp: str, value: float | int, item_id: int) -> str:
-    raw = codec.dumpb({"f": fp, "v": value, "id": item_id})
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+def encode_cursor(payload: dict[str, Any]) -> str:
+    """An opaque search cursor: URL-safe base64 of the JSON payload."""
+    return base64.urlsafe_b64encode(codec.dumpb(payload)).decode("ascii").rstrip("=")
 
 
-def _decode_cursor(cursor: str, fp: str) -> tuple[float | int, int]:
+def read_cursor(
+    cursor: str, fp: str, *fields: tuple[str, type | tuple[type, ...]]
+) -> tuple[Any, ...]:
+    """The typed fields of a cursor made by `encode_cursor` for the same request (`f`: fp)."""
     try:
         data = codec.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value, item_id, got = data["v"], data["id"], data["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError, codec.JSONDecodeError):
+    except (binascii.Error, ValueError, codec.JSONDecodeError):
         raise InvalidCursor(f"invalid search cursor: {cursor[:80]!r}") from None
-    if got != fp:
+    if not isinstance(data, dict) or data.get("f") != fp:
         raise InvalidCursor("this cursor belongs to another search (query, filters or sort)")
-    if not isinstance(value, int | float) or not isinstance(item_id, int):
+    values = tuple(data.get(key) for key, _ in fields)
+    if not all(isinstance(v, t) for v, (_, t) in zip(values, fields, strict=True)):
         raise InvalidCursor(f"invalid search cursor: {cursor[:80]!r}")
-    return value, item_id
+    return values
 
 
 # Covering indexes for the per-match lookups on SQLite (migration 0005): the
@@ -321,7 +324,7 @@ def search(
     fp = _fingerprint(query, substring, f, sort)
     outer = ""
     if cursor:
-        value, after = _decode_cursor(cursor, fp)
+        value, after = read_cursor(cursor, fp, ("v", (int, float)), ("id", int))
         outer = f"WHERE h.{key} < :cv OR (h.{key} = :cv AND h.id < :cid)"
         params.update(cv=value, cid=after)
     sql = page_sql(engine.dialect.name, m, conds, key, outer)
@@ -340,7 +343,7 @@ def search(
     if more and rows:
         last = rows[-1]
         value = float(last[1]) if key == "score" else int(last[2])
-        next_cursor = _encode_cursor(fp, value, int(last[0]))
+        next_cursor = encode_cursor({"f": fp, "v": value, "id": int(last[0])})
     return SearchPage(hits, next_cursor)
 
 

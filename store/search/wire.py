@@ -10,18 +10,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, and_, column, or_, select, text
 
 from store import codec
-from store.errors import InvalidCursor, InvalidInput, NotFound
+from store.errors import InvalidInput, NotFound
 from store.rollout.naming import validate_thread_id
 from store.search import query as qp
-from store.search.api import DEFAULT_LIMIT, MAX_LIMIT, matcher
+from store.search.api import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, matcher, read_cursor
 from store.search.snippet import make_snippet, substring_matches, utf16_range
 from store.sql import history, pages
 from store.sql import schema as s
@@ -36,24 +34,6 @@ SORT_KEYS = {
     "recency_at": s.threads.c.recency_at_ms,
 }
 OCCURRENCE_TYPES = ("userMessage", "agentMessage")
-
-
-def _b64(payload: Any) -> str:
-    return base64.urlsafe_b64encode(codec.dumpb(payload)).decode("ascii").rstrip("=")
-
-
-def _read_cursor(cursor: str, fp: str, *fields: tuple[str, type]) -> tuple[Any, ...]:
-    """The typed fields of a cursor made by this module for the same request."""
-    try:
-        data = codec.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, codec.JSONDecodeError):
-        raise InvalidCursor(f"invalid cursor: {cursor[:80]!r}") from None
-    if not isinstance(data, dict) or data.get("f") != fp:
-        raise InvalidCursor("this cursor belongs to another search (or is not a cursor)")
-    values = tuple(data.get(key) for key, _ in fields)
-    if not all(isinstance(v, t) for v, (_, t) in zip(values, fields, strict=True)):
-        raise InvalidCursor(f"invalid cursor: {cursor[:80]!r}")
-    return values
 
 
 def _term(params: dict[str, Any]) -> str:
@@ -119,7 +99,7 @@ def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[s
     t_id = s.threads.c.id
     cursor = params.get("cursor")
     if cursor:
-        value, tid = _read_cursor(cursor, fp, ("v", int), ("id", str))
+        value, tid = read_cursor(cursor, fp, ("v", int), ("id", str))
         if direction == "asc":
             conds.append(or_(col > value, and_(col == value, t_id > tid)))
         else:
@@ -138,7 +118,7 @@ def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[s
     # One keyset rule serves both: a backwardsCursor (the page's first thread)
     # passed with the reversed sortDirection continues before this page.
     def cur(row: dict[str, Any]) -> str:
-        return _b64({"f": fp, "v": row[col.name], "id": row["id"]})
+        return encode_cursor({"f": fp, "v": row[col.name], "id": row["id"]})
 
     return {
         "data": data_out,
@@ -180,7 +160,7 @@ def search_occurrences_wire(
     start_pos, start_k = 0, 0
     cursor = params.get("cursor")
     if cursor:
-        start_pos, start_k = _read_cursor(cursor, fp, ("p", int), ("k", int))
+        start_pos, start_k = read_cursor(cursor, fp, ("p", int), ("k", int))
     out: list[dict[str, Any]] = []
     next_cursor = None
     with store.engine.connect() as conn:
@@ -211,7 +191,7 @@ def search_occurrences_wire(
                     if pos == start_pos and k < start_k:
                         continue
                     if len(out) == n:
-                        next_cursor = _b64({"f": fp, "p": pos, "k": k})
+                        next_cursor = encode_cursor({"f": fp, "p": pos, "k": k})
                         break
                     snippet, ranges = make_snippet(body, [r])
                     out.append(

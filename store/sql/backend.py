@@ -184,10 +184,9 @@ class SqlThreadStore:
         """Every turn of a thread with its items, in order (app-server `Turn`s)."""
         tid = validate_thread_id(thread_id)
         with self.engine.connect() as conn:
-            exists = conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first()
-            if exists is None:
-                raise NotFound(f"thread not found: {tid}")
             segs = history.segments(conn, tid)
+            if not segs:
+                raise NotFound(f"thread not found: {tid}")
             turn_rows = history.turn_rows(conn, tid, segs)
             by_turn: dict[int, list[dict[str, Any]]] = {}
             for pos, data in conn.execute(
@@ -286,19 +285,7 @@ class SqlThreadStore:
     def main_file(self, thread_id: str) -> Path:
         """The thread's main rollout file (not a revert segment), on disk."""
         tid = validate_thread_id(thread_id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(s.roots.c.path, s.rollout_files.c.rel_path, s.rollout_files.c.is_segment)
-                .join(s.roots, s.roots.c.id == s.rollout_files.c.root_id)
-                .where(s.rollout_files.c.thread_id == tid)
-                .order_by(s.rollout_files.c.is_segment, s.rollout_files.c.rel_path)
-            ).all()
-        if not rows:
-            raise NotFound(f"thread not found: {tid}")
-        root, rel = Path(rows[0][0]), str(rows[0][1])
-        path = (root / rel).resolve()
-        if not path.is_relative_to(root.resolve()):
-            raise InvalidInput(f"stored path {rel!r} leads outside its root {root}")
+        path = mutations.thread_file(self, tid, missing=f"thread not found: {tid}").path
         if not path.exists():
             raise NotFound(f"rollout file of thread {tid} is gone: {path} (run `rollouts import`)")
         return path
@@ -313,9 +300,12 @@ class SqlThreadStore:
 
     # -- pages of turns and items (thread/turns/list, thread/items/list) ---------------
 
-    def _require_thread(self, conn: Any, tid: str) -> None:
-        if conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first() is None:
+    def _require_history(self, conn: Any, tid: str) -> list[history.Segment]:
+        """Where the thread's history is stored (see store.sql.history); NotFound if nowhere."""
+        segs = history.segments(conn, tid)
+        if not segs:
             raise NotFound(f"thread not loaded: {tid}")
+        return segs
 
     def list_turns_page(
         self,
@@ -339,8 +329,7 @@ class SqlThreadStore:
             raise InvalidInput(f"unknown itemsView {items_view!r}: full, summary or notLoaded")
         n = clamp_limit(limit)
         with self.engine.connect() as conn:
-            self._require_thread(conn, tid)
-            segs = history.segments(conn, tid)
+            segs = self._require_history(conn, tid)
             turns = pages.visible_turns(conn, tid, segs)
             if sort_direction == "desc":
                 turns.reverse()
@@ -389,8 +378,7 @@ class SqlThreadStore:
             raise InvalidInput(f"unknown sortDirection {sort_direction!r}: expected asc or desc")
         n = clamp_limit(limit)
         with self.engine.connect() as conn:
-            self._require_thread(conn, tid)
-            segs = history.segments(conn, tid)
+            segs = self._require_history(conn, tid)
             turns = pages.visible_turns(conn, tid, segs)
             if turn_id is not None:
                 turns = [r for r in turns if r["turn_id"] == turn_id]

@@ -11,7 +11,6 @@ database, lives in `thread_overrides`.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from store import codec
+from store.clock import now_ms
 from store.errors import Conflict, InvalidInput, NotFound
 from store.rollout import writer
 from store.rollout.framing import iter_lines, open_stream, read_chunks
@@ -41,10 +41,6 @@ class ThreadFile:
     path: Path
     root: Path
     archived: bool
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def thread_file(st: SqlThreadStore, thread_id: str, *, missing: str | None = None) -> ThreadFile:
