@@ -112,7 +112,8 @@ threads = Table(
     Index(None, "archived", "created_at_s", "id"),
     Index(None, "archived", "updated_at_ms", "id"),
     Index(None, "archived", "recency_at_ms", "id"),
-    Index(None, "cwd"),
+    # thread/list filtered by cwd, in its default order (created_at, newest first).
+    Index(None, "cwd", "archived", "created_at_s", "id"),
     Index(None, "forked_from_id"),
     Index(None, "history_parent_id"),
 )
