@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from store.archive.trash import trash_list, trash_purge, trash_restore
 from store.rollout.framing import open_stream
 from store.sql import schema as s
 from tests.conftest import CORPUS, copy_home
-from tests.helpers import ANY_SOURCE, rollout_files
+from tests.helpers import ANY_SOURCE, EVERY_THREAD, rollout_files
 
 
 def content_sha(path: Path) -> str:
@@ -190,3 +192,30 @@ def test_busy_file_is_skipped(db_url: str, home: Path) -> None:
         rep = archive_threads(st, [tid], vault=True)
         assert rep.threads == 0 and "changed since it was indexed" in rep.skipped[0]["reason"]
         assert path.exists()
+
+
+def test_compress_dry_run_estimates_a_big_file(tmp_path: Path) -> None:
+    """Past 8 MiB a dry run compresses a sample, not the whole file: its estimate stays close."""
+    home = copy_home(CORPUS / "codex-0.150.0", tmp_path / "home")
+    db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = max(rollout_files(home), key=lambda p: p.stat().st_size)
+    # A long session: user messages of random words (compressible, never repeated).
+    rng = random.Random(7)
+    words = [f"w{rng.getrandbits(40):x}" for _ in range(2000)]
+    with path.open("ab") as f:
+        while f.tell() < 20 << 20:
+            text = " ".join(rng.choices(words, k=200))
+            content = [{"type": "input_text", "text": text}]
+            payload = {"type": "message", "role": "user", "content": content}
+            line = {"timestamp": "2026-01-01T00:00:00.000Z", "type": "response_item"}
+            f.write(json.dumps({**line, "payload": payload}).encode() + b"\n")
+    size = path.stat().st_size
+    with open_store(db_url, auto_upgrade=True) as st:
+        assert st.ingest([home]).errors == 0
+        listed = st.list_threads(**EVERY_THREAD, limit=100)["data"]
+        (tid,) = [t["id"] for t in listed if t["path"] == str(path)]
+        dry = archive_threads(st, [tid], compress=True, dry_run=True)
+        real = archive_threads(st, [tid], compress=True)
+        assert dry.bytes_before == real.bytes_before == size
+        assert real.bytes_after < real.bytes_before
+        assert abs(dry.bytes_after - real.bytes_after) <= 0.25 * real.bytes_after

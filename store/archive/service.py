@@ -206,14 +206,23 @@ def _plan_delete(conn: Connection, tid: str, grace_ms: int) -> tuple[Plan, dict[
     return Plan("delete", tid, str(root), root_id, steps, extra), row
 
 
+# A dry run of --compress compresses at most this much of each file to estimate its size.
+DRY_RUN_SAMPLE_BYTES = 8 << 20
+
+
 def _estimate_after(root: Path, st: Step) -> int:
-    """Bytes on disk after a step (compressing to a counter for --compress)."""
+    """Bytes on disk after a step (for --compress: exact up to 8 MiB, else estimated)."""
     if st.mode in ("vault", "trash", "trash_vault", "purge"):
         return 0
     if st.mode == "compress":
+        # Compress the head of the file (all of a small one) and scale by the size.
         cobj = zstandard.ZstdCompressor(level=fsops.ZSTD_LEVEL).compressobj()
-        n = sum(len(cobj.compress(c)) for c in read_chunks(root / st.src))
-        return n + len(cobj.flush())
+        n = read = 0
+        for chunk in read_chunks(root / st.src, DRY_RUN_SAMPLE_BYTES):
+            n += len(cobj.compress(chunk))
+            read += len(chunk)
+        n += len(cobj.flush())
+        return n if read >= st.size or not read else round(n * st.size / read)
     if st.mode == "unvault":
         return st.size
     return st.size
