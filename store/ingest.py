@@ -1068,6 +1068,11 @@ def _parallel(
     inherits it; no copy), and each task as a span of it: pickling the jobs
     task by task cost the parent and the workers about 0.2 s CPU per 10,000.
     """
+    # In thread id order, each task's rows land in one stretch of every index
+    # keyed by thread id (threads, turns, items, rollout_files) instead of all
+    # over it: fewer pages to touch and to read back after the other worker's
+    # commit. Writing the 10k corpus took ~18% less CPU.
+    jobs = sorted(jobs, key=lambda j: j.thread_id)
     ctx = get_context("fork") if "fork" in get_all_start_methods() else get_context()
     lock = ctx.Lock()
     max_in_flight = n_workers * 2
