@@ -291,8 +291,10 @@ class HistoryReducer:
             required = _LEGACY_EVENTS.get(etype) if isinstance(etype, str) else None
             if required is None:
                 return
-            if any(rec.payload.get(f) is None for f in required):
-                return
+            payload = rec.payload
+            for f in required:
+                if payload.get(f) is None:
+                    return
             if self.mode == PAGINATED:
                 self._event_paginated(etype, rec)  # type: ignore[arg-type]
             else:

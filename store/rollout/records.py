@@ -78,11 +78,13 @@ def decode_line(raw: RawLine, *, envelope: bool | None) -> Record | Skip | None:
             kind = m.group(1).decode("ascii")
         size = raw.end - raw.offset
         return Skip(raw.number, raw.offset, raw.end, f"line too long ({size} bytes)", kind)
-    if not data.strip():
-        return None
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as err:
+        # A blank line is no JSON either: told apart only here, so a good
+        # line is not copied by strip() first.
+        if not data.strip():
+            return None
         if not raw.terminated:
             return Skip(raw.number, raw.offset, raw.end, "truncated last line (no newline yet)")
         return Skip(raw.number, raw.offset, raw.end, _bad_line_reason(data, err))

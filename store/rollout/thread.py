@@ -40,6 +40,8 @@ from store.rollout.records import (
 )
 
 MAX_BASE_DEPTH = 32
+# ThreadMeta parses at least one timestamp of this many lines.
+_TS_PENDING_MAX = 64
 # Fields of session_meta that are large and already in the file.
 _BULKY_META = ("base_instructions", "instructions", "dynamic_tools")
 
@@ -126,6 +128,9 @@ class ThreadMeta:
     first_line_ts_ms: int | None = None
     last_line_ts_ms: int | None = None
     last_user_ts_ms: int | None = None
+    # Timestamps of the lines fed since `last_line_ts_ms` was last brought up to
+    # date: parsed only when it is read (see `_settle_ts`), not for every line.
+    _ts_pending: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def on_meta(self, payload: dict[str, Any], *, own: bool) -> None:
         if self.seen_meta or not own:
@@ -137,7 +142,18 @@ class ThreadMeta:
         if isinstance(tid, str):
             self.id = tid
 
+    def _settle_ts(self) -> None:
+        """Bring `last_line_ts_ms` up to date: the last pending timestamp that parses."""
+        pending = self._ts_pending
+        for ts in reversed(pending):
+            ms = parse_rfc3339_ms(ts)
+            if ms is not None:
+                self.last_line_ts_ms = ms
+                break
+        pending.clear()
+
     def on_user_text(self, text: str) -> None:
+        self._settle_ts()
         self.last_user_ts_ms = self.last_line_ts_ms
         if self.first_user_message:
             return
@@ -147,11 +163,16 @@ class ThreadMeta:
     def feed(self, rec: Record, *, own: bool, responses_mode: bool) -> None:
         ts = rec.timestamp
         if ts is not None:
-            ms = parse_rfc3339_ms(ts)
-            if ms is not None:
-                if self.first_line_ts_ms is None:
+            if self.first_line_ts_ms is None:
+                ms = parse_rfc3339_ms(ts)
+                if ms is not None:
                     self.first_line_ts_ms = ms
-                self.last_line_ts_ms = ms
+                    self.last_line_ts_ms = ms
+            else:
+                pending = self._ts_pending
+                pending.append(ts)
+                if len(pending) >= _TS_PENDING_MAX:
+                    self._settle_ts()
         kind = rec.kind
         p = rec.payload
         if kind == SESSION_META:
@@ -216,6 +237,7 @@ class ThreadMeta:
     # -- persistence of the accumulator between ingests --------------------------
 
     def state(self) -> dict[str, Any]:
+        self._settle_ts()
         return {
             "seen_meta": self.seen_meta,
             "first_line_ts_ms": self.first_line_ts_ms,
@@ -319,6 +341,9 @@ def parse_thread(
         progress = FileProgress()
     compressed = is_compressed(path)
     error: str | None = None
+    skips, kinds = progress.skips, progress.kinds
+    meta_feed, reducer_feed = meta.feed, reducer.feed
+    responses_mode = reducer.mode == "responses"
     with open_stream(path) as stream:
         skip_to(stream, progress.offset, compressed)
         for raw in iter_lines(
@@ -329,7 +354,7 @@ def parse_thread(
         ):
             if not raw.terminated and not _complete_json(raw):
                 # A line still being written: wait for its newline.
-                progress.skips.append(
+                skips.append(
                     Skip(raw.number, raw.offset, raw.end, "truncated last line (no newline yet)")
                 )
                 break
@@ -339,15 +364,16 @@ def parse_thread(
             if rec is None:
                 continue
             if isinstance(rec, Skip):
-                progress.skips.append(rec)
+                skips.append(rec)
                 if rec.kind is not None:
-                    progress.kinds[rec.kind] = progress.kinds.get(rec.kind, 0) + 1
+                    kinds[rec.kind] = kinds.get(rec.kind, 0) + 1
                     reducer.huge_line(rec.kind, _as_record(rec))
                 continue
             if progress.envelope is None:
                 progress.envelope = _envelope_of(rec)
                 own_meta = rec.payload if rec.kind == SESSION_META else None
                 reducer.mode = choose_mode(own_meta, progress.envelope)
+                responses_mode = reducer.mode == "responses"
                 if own_meta is not None:
                     base = own_meta.get("history_base")
                     if isinstance(base, dict) and isinstance(base.get("thread_id"), str):
@@ -362,9 +388,10 @@ def parse_thread(
                             error = f"history base: {exc}"
             if rec.ordinal is not None:
                 progress.last_ordinal = rec.ordinal
-            progress.kinds[rec.kind] = progress.kinds.get(rec.kind, 0) + 1
-            meta.feed(rec, own=True, responses_mode=reducer.mode == "responses")
-            reducer.feed(rec)
+            kinds[rec.kind] = kinds.get(rec.kind, 0) + 1
+            meta_feed(rec, own=True, responses_mode=responses_mode)
+            reducer_feed(rec)
+    meta._settle_ts()
     return ThreadParse(meta, reducer, progress, error)
 
 
