@@ -584,9 +584,16 @@ def _write_batch(
             # replaced threads' items went with the DELETE above.
             with search_schema.bulk_fill(conn):
                 bulk_insert(conn, s.items, items_out, ITEM_COLS)
+        # Forks not compared yet: written here before their parent, or whose parent
+        # came in this batch (store.sql.history.share).
         stale_ids = {job.thread_id for job in stale}
         written = [job.thread_id for job, _ in batch if job.thread_id not in stale_ids]
-        for fork_id in history.forks_to_share(conn, written):
+        waiting = [
+            th["id"]
+            for th in threads_out
+            if th["forked_from_id"] is not None and th["history_parent_id"] is None
+        ]
+        for fork_id in sorted({*waiting, *history.unshared_forks_of(conn, written)}):
             history.share(conn, fork_id)
     return stale
 

@@ -196,7 +196,7 @@ def share(conn: Connection, fork_id: str) -> int:
     finally:
         mine.close()
     if got is None:
-        return 0  # compared when the parent arrives (see forks_to_share)
+        return 0  # compared when the parent arrives (see unshared_forks_of)
     k, shift = got
     if k:
         conn.execute(
@@ -275,22 +275,20 @@ def _equal_items(
     return k
 
 
-def forks_to_share(conn: Connection, thread_ids: list[str]) -> list[str]:
-    """Threads to `share` after these were written: forks among them, and forks of them."""
+def unshared_forks_of(conn: Connection, parent_ids: list[str]) -> list[str]:
+    """Forks of these threads not compared with them yet (one indexed query per 500)."""
     t = s.threads
     out: list[str] = []
-    for i in range(0, len(thread_ids), 500):
-        chunk = thread_ids[i : i + 500]
-        out.extend(
-            conn.execute(
-                select(t.c.id).where(
-                    t.c.history_parent_id.is_(None),
-                    t.c.forked_from_id.is_not(None),
-                    or_(t.c.id.in_(chunk), t.c.forked_from_id.in_(chunk)),
-                )
-            ).scalars()
+    for i in range(0, len(parent_ids), 500):
+        # history_parent_id is tested here, not in SQL, where SQLite would pick its
+        # index (nearly every thread has NULL there) over the one on forked_from_id.
+        rows = conn.execute(
+            select(t.c.id, t.c.history_parent_id).where(
+                t.c.forked_from_id.in_(parent_ids[i : i + 500])
+            )
         )
-    return sorted(set(out))
+        out.extend(tid for tid, parent in rows if parent is None)
+    return out
 
 
 def _copy_rows(
