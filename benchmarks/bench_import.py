@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -162,7 +163,11 @@ def corpus_stats(home: Path) -> tuple[int, int]:
 
 def ensure_corpus(shared: Path, sessions: int, templates: Path, seed: int) -> Path:
     tool = shared / "tools" / "scale_corpus.py"
-    home = Path(tempfile.gettempdir()) / f"rollouts-bench-corpus-{sessions}"
+    name = f"rollouts-bench-corpus-{sessions}"
+    if templates.resolve() != (shared / "corpus").resolve() or seed != 1:
+        key = hashlib.sha256(f"{templates.resolve()}|{seed}".encode()).hexdigest()[:8]
+        name += f"-{key}"  # another corpus: its own cache
+    home = Path(tempfile.gettempdir()) / name
     marker = home / ".bench-complete"
     if marker.exists():
         print(f"corpus: reusing {home}")
