@@ -7,10 +7,13 @@ import from here and never from each other, so `python -m cli.main` and the
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -44,6 +47,23 @@ state = _State()
 
 def print_json(value: Any) -> None:
     sys.stdout.write(codec.dumps_pretty(value) + "\n")
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, message: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set `stop` (saying `message` once) instead of raising."""
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            err.print(message, highlight=False)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager

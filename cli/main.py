@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,6 +28,7 @@ from cli.common import (
     handle_errors,
     print_json,
     state,
+    stop_on_signals,
 )
 from cli.fork import lineage_lines
 from cli.fork import register as register_fork
@@ -70,13 +72,23 @@ def import_(
 ) -> None:
     """Index rollout files into the database (only what changed since last time)."""
     targets = list(paths) if paths else [codex_home(home)]
-    with cli_store(db, home) as st:
+    stop = threading.Event()
+    with cli_store(db, home) as st, stop_on_signals(stop, "stopping: writing what was read"):
         summary = _run_with_progress(
-            lambda cb: st.ingest(targets, workers=workers, on_progress=cb), quiet=as_json
+            lambda cb: st.ingest(targets, workers=workers, on_progress=cb, stop=stop.is_set),
+            quiet=as_json,
         )
     out = summary.to_json()
     if as_json:
         print_json(out)
+    if stop.is_set():
+        err.print(
+            f"interrupted after {out['threads']} threads; every thread written is complete. "
+            "Run the same import again to finish.",
+            highlight=False,
+        )
+        raise typer.Exit(130)
+    if as_json:
         return
     err.print(
         f"{out['files']} files, {out['threads']} threads written "

@@ -7,17 +7,15 @@ round in progress finishes its transaction and the command exits 0.
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from cli.common import DbOpt, HomeOpt, cli_store, err, handle_errors
+from cli.common import DbOpt, HomeOpt, cli_store, err, handle_errors, stop_on_signals
 from store import codec
 from store.config import codex_home
 from store.watch import DEFAULT_POLL_INTERVAL, WatchBatch, resolve_home, watch
@@ -47,11 +45,6 @@ def watch_command(
     target = home_arg or codex_home(home)
     stop = threading.Event()
 
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        if not stop.is_set():
-            err.print("stopping after the current round", highlight=False)
-        stop.set()
-
     def on_batch(batch: WatchBatch) -> None:
         _report(batch, as_json=as_json, verbose=verbose)
         if batch.startup:
@@ -66,8 +59,7 @@ def watch_command(
     with cli_store(db, root) as st:
         # The first round imports the whole home, which takes a while on a new store.
         err.print(f"importing {root} before watching it", highlight=False)
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with stop_on_signals(stop, "stopping after the current round"):
             watch(
                 st.engine,
                 root,
@@ -77,9 +69,6 @@ def watch_command(
                 on_batch=on_batch,
                 on_error=on_error,
             )
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     err.print("stopped", highlight=False)
 
 

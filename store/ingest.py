@@ -843,8 +843,16 @@ def ingest(
     workers: int | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_progress: ProgressFn | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> IngestSummary:
-    """Index `paths`; a RootScan (the watcher's targeted file set) is taken as given."""
+    """Index `paths`; a RootScan (the watcher's targeted file set) is taken as given.
+
+    `stop` is asked between threads (between tasks with workers): once it says
+    True, no more threads are read, what was read is written, and the import
+    returns early. Every thread written is whole, and the next import reads
+    the rest, as after a crash.
+    """
+    stopped = stop or (lambda: False)
     summary = IngestSummary()
     scans = [p if isinstance(p, RootScan) else scan_path(Path(p)) for p in paths]
     plans: list[tuple[RootScan, int, list[Job], list[int]]] = []
@@ -913,19 +921,24 @@ def ingest(
                 deferred = search_schema.defer_substring_index(conn)
     try:
         for job in appends:
+            if stopped():
+                break
             take(job, _parse_append(engine, job))
         flush()
         # An explicit worker count always uses workers; the default only when it pays.
         big_enough = workers is not None or full_bytes >= PARALLEL_MIN_BYTES
         if n_workers > 1 and big_enough and len(fulls) > 1:
             url = engine.url.render_as_string(hide_password=False)
-            for part, size in _parallel(fulls, n_workers, resolve, max_line_bytes, url):
+            tasks = _parallel(fulls, n_workers, resolve, max_line_bytes, url, stopped)
+            for part, size in tasks:
                 summary.add(part)
                 done += size
                 if on_progress is not None:
                     on_progress(done, total)
         else:
             for job in fulls:
+                if stopped():
+                    break
                 take(job, _parse_full(job))
         flush()
         if deferred:
@@ -1095,9 +1108,16 @@ def _tasks(jobs: list[Job]) -> Iterator[tuple[int, int]]:
 
 
 def _parallel(
-    jobs: list[Job], n_workers: int, resolve: dict[str, str], max_line: int, url: str
+    jobs: list[Job],
+    n_workers: int,
+    resolve: dict[str, str],
+    max_line: int,
+    url: str,
+    stopped: Callable[[], bool],
 ) -> Iterator[tuple[IngestSummary, int]]:
     """Run `_parse_and_write` over the jobs in worker processes, a few tasks ahead.
+
+    Once `stopped()` says True, no new task starts; those in flight finish.
 
     The workers get the job list once, when they start (a forked worker
     inherits it; no copy), and each task as a span of it: pickling the jobs
@@ -1127,6 +1147,6 @@ def _parallel(
             done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield fut.result()
-                nxt = next(it, None)
+                nxt = None if stopped() else next(it, None)
                 if nxt is not None:
                     in_flight.add(pool.submit(_parse_and_write, nxt))

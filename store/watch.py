@@ -114,7 +114,9 @@ def _follow(
     for changed in changes:
         pending |= changed
         if not started or pending:
-            ok = _run_round(engine, root, pending if started else None, on_batch, on_error)
+            ok = _run_round(
+                engine, root, pending if started else None, on_batch, on_error, stop
+            )
             if ok:
                 started, pending = True, set()  # a whole ingest covers what was pending
             else:
@@ -127,11 +129,19 @@ def _run_round(
     changed: set[Path] | None,
     on_batch: BatchFn | None,
     on_error: ErrorFn | None,
+    stop: threading.Event,
 ) -> bool:
-    """One ingest round; False when it failed and must be retried."""
+    """One ingest round; False when it failed and must be retried.
+
+    The start-up round (a whole import, long on a new store) stops early when
+    `stop` is set; a round of changes is short and always completes.
+    """
     start = time.perf_counter()
     try:
-        summary = ingest(engine, [root]) if changed is None else sync_changes(engine, root, changed)
+        if changed is None:
+            summary = ingest(engine, [root], stop=stop.is_set)
+        else:
+            summary = sync_changes(engine, root, changed)
     except (SQLAlchemyError, OSError) as exc:
         if on_error is None:
             raise

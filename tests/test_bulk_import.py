@@ -10,8 +10,11 @@ and every token of the search index).
 from __future__ import annotations
 
 import importlib.util
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +24,7 @@ from sqlalchemy import text
 from store import open_store
 from store.ingest import PARALLEL_MIN_BYTES
 from store.sql.engine import make_engine
-from tests.cli_run import REPO, rollouts
+from tests.cli_run import REPO, cli_argv, cli_env, rollouts
 from tests.conftest import CORPUS, SHARED, copy_home
 
 
@@ -33,13 +36,13 @@ def _digest_module() -> ModuleType:
     return mod
 
 
-def _big_home(tmp_path: Path) -> Path:
+def _big_home(tmp_path: Path, sessions: int = 700) -> Path:
     tool = SHARED / "tools" / "scale_corpus.py"
     if not tool.exists():
         pytest.skip(f"{tool} is missing")
     home = tmp_path / "home"
     subprocess.run(
-        [sys.executable, str(tool), str(SHARED / "corpus"), str(home), "--sessions", "700"],
+        [sys.executable, str(tool), str(SHARED / "corpus"), str(home), "--sessions", str(sessions)],
         check=True,
         capture_output=True,
     )
@@ -89,3 +92,73 @@ def test_an_import_rebuilds_a_missing_trigram_index(pg_url: str, tmp_path: Path)
         assert not _trigram_index_present(pg_url)
         st.ingest([home])
     assert _trigram_index_present(pg_url)
+
+
+def _count_threads(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM threads")).scalar_one())
+    except Exception:  # the schema is not there yet
+        return 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_an_import_cleanly_and_the_next_one_finishes_it(
+    workers: str, tmp_path: Path
+) -> None:
+    """SIGINT mid-import: exit 130 with whole threads written; a re-run ends where one run would."""
+    home = _big_home(tmp_path, sessions=2500)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert rollouts(home, url, "db", "upgrade").returncode == 0
+    proc = subprocess.Popen(
+        cli_argv("import", "--json", "--workers", workers),
+        env=cli_env(home, url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _count_threads(url) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, errors)
+    assert "Traceback" not in errors and "interrupted after" in errors, errors
+    assert 0 < json.loads(out)["threads"] < 2500
+    partial = _count_threads(url)
+    assert 0 < partial < 2500
+    proc2 = rollouts(home, url, "import", "--json")
+    assert proc2.returncode == 0, proc2.stderr
+    assert json.loads(proc2.stdout)["threads"] == 2500 - partial
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    with open_store(fresh, auto_upgrade=True) as st:
+        assert st.ingest([home]).threads == 2500
+    digest = _digest_module().digest
+    assert digest(url) == digest(fresh)
+
+
+def test_ctrl_c_stops_the_watch_start_up_import(tmp_path: Path) -> None:
+    """`rollouts watch` on a big new home: Ctrl-C during its first import ends it early, exit 0."""
+    home = _big_home(tmp_path, sessions=2500)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert rollouts(home, url, "db", "upgrade").returncode == 0
+    proc = subprocess.Popen(
+        cli_argv("watch", str(home), "--json", "--poll"),
+        env=cli_env(home, url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _count_threads(url) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors and "stopped" in errors, errors
+    startup = json.loads(out.splitlines()[0])
+    assert startup["startup"] is True and 0 < startup["threads"] < 2500
+    assert _count_threads(url) == startup["threads"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +71,20 @@ class SqlThreadStore:
         workers: int | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         on_progress: ProgressFn | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> IngestSummary:
-        """Index rollout files (CODEX_HOMEs, session folders or files)."""
+        """Index rollout files (CODEX_HOMEs, session folders or files).
+
+        `stop()` is asked between threads: when True, the import writes what it
+        has read and returns early (the next import reads the rest).
+        """
         return ingest(
             self.engine,
             [Path(p) for p in paths],
             workers=workers,
             max_line_bytes=max_line_bytes,
             on_progress=on_progress,
+            stop=stop,
         )
 
     # -- reading ------------------------------------------------------------------
