@@ -105,16 +105,11 @@ def _count_threads(url: str) -> int:
         engine.dispose()
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_stops_an_import_cleanly_and_the_next_one_finishes_it(
-    workers: str, tmp_path: Path
-) -> None:
-    """SIGINT mid-import: exit 130 with whole threads written; a re-run ends where one run would."""
-    home = _big_home(tmp_path, sessions=2500)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+def _interrupted(home: Path, url: str, *args: str) -> tuple[int, str, str]:
+    """Run `rollouts ARGS` on a fresh schema; Ctrl-C it once it has written a thread."""
     assert rollouts(home, url, "db", "upgrade").returncode == 0
     proc = subprocess.Popen(
-        cli_argv("import", "--json", "--workers", workers),
+        cli_argv(*args),
         env=cli_env(home, url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,7 +120,17 @@ def test_ctrl_c_stops_an_import_cleanly_and_the_next_one_finishes_it(
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     out, errors = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (proc.returncode, errors)
+    return proc.returncode, out, errors
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_an_import_cleanly_and_the_next_one_finishes_it(
+    workers: str, tmp_path: Path
+) -> None:
+    """SIGINT mid-import: exit 130 with whole threads written; a re-run ends where one run would."""
+    home, url = _big_home(tmp_path, sessions=2500), f"sqlite:///{tmp_path / 'db.sqlite'}"
+    code, out, errors = _interrupted(home, url, "import", "--json", "--workers", workers)
+    assert code == 130, (code, errors)
     assert "Traceback" not in errors and "interrupted after" in errors, errors
     assert 0 < json.loads(out)["threads"] < 2500
     partial = _count_threads(url)
@@ -142,22 +147,9 @@ def test_ctrl_c_stops_an_import_cleanly_and_the_next_one_finishes_it(
 
 def test_ctrl_c_stops_the_watch_start_up_import(tmp_path: Path) -> None:
     """`rollouts watch` on a big new home: Ctrl-C during its first import ends it early, exit 0."""
-    home = _big_home(tmp_path, sessions=2500)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    assert rollouts(home, url, "db", "upgrade").returncode == 0
-    proc = subprocess.Popen(
-        cli_argv("watch", str(home), "--json", "--poll"),
-        env=cli_env(home, url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while _count_threads(url) == 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    out, errors = proc.communicate(timeout=120)
-    assert proc.returncode == 0, errors
+    home, url = _big_home(tmp_path, sessions=2500), f"sqlite:///{tmp_path / 'db.sqlite'}"
+    code, out, errors = _interrupted(home, url, "watch", str(home), "--json", "--poll")
+    assert code == 0, errors
     assert "Traceback" not in errors and "stopped" in errors, errors
     startup = json.loads(out.splitlines()[0])
     assert startup["startup"] is True and 0 < startup["threads"] < 2500
