@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import DbOpt, HomeOpt, JsonOpt, cli_store, err, print_json
+from cli.common import DbOpt, HomeOpt, JsonOpt, cli_store, err, print_json, run_with_progress
 from store.archive import policy as pol
 from store.archive import service as svc
 from store.archive import trash as tr
@@ -81,8 +81,13 @@ def register(app: typer.Typer) -> None:
                 search=search,
                 archived=None if (compress or vault) else False,
             )
-            rep = svc.archive_threads(
-                st, _ids(st, ids, f), compress=compress, vault=vault, dry_run=dry_run
+            chosen = _ids(st, ids, f)
+            rep = run_with_progress(
+                lambda cb: svc.archive_threads(
+                    st, chosen, compress=compress, vault=vault, dry_run=dry_run, on_progress=cb
+                ),
+                quiet=as_json,
+                label="vaulting" if vault else "compressing" if compress else "archiving",
             )
         _print_report(rep.to_json(), as_json)
 
@@ -96,7 +101,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move archived (or vaulted) threads back to sessions/YYYY/MM/DD/."""
         with cli_store(db, home) as st:
-            rep = svc.unarchive_threads(st, _ids(st, ids), dry_run=dry_run)
+            chosen = _ids(st, ids)
+            rep = run_with_progress(
+                lambda cb: svc.unarchive_threads(st, chosen, dry_run=dry_run, on_progress=cb),
+                quiet=as_json,
+                label="unarchiving",
+            )
         _print_report(rep.to_json(), as_json)
 
     @app.command()
@@ -109,7 +119,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write vaulted threads back to their files, byte for byte."""
         with cli_store(db, home) as st:
-            rep = svc.restore_threads(st, _ids(st, ids), dry_run=dry_run)
+            chosen = _ids(st, ids)
+            rep = run_with_progress(
+                lambda cb: svc.restore_threads(st, chosen, dry_run=dry_run, on_progress=cb),
+                quiet=as_json,
+                label="restoring",
+            )
         _print_report(rep.to_json(), as_json)
 
     @app.command()
@@ -123,8 +138,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move threads to the trash (restorable until purged)."""
         with cli_store(db, home) as st:
-            rep = svc.delete_threads(
-                st, _ids(st, ids), grace_ms=parse_duration_ms(grace), dry_run=dry_run
+            chosen, grace_ms = _ids(st, ids), parse_duration_ms(grace)
+            rep = run_with_progress(
+                lambda cb: svc.delete_threads(
+                    st, chosen, grace_ms=grace_ms, dry_run=dry_run, on_progress=cb
+                ),
+                quiet=as_json,
+                label="deleting",
             )
         _print_report(rep.to_json(), as_json)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -47,6 +47,9 @@ state = _State()
 
 def print_json(value: Any) -> None:
     sys.stdout.write(codec.dumps_pretty(value) + "\n")
+
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -102,3 +105,27 @@ def handle_errors() -> Iterator[None]:
         if state.debug:
             raise
         raise _fail("database: " + " ".join(str(exc.orig or exc).split())) from None
+
+
+def run_with_progress(
+    fn: Callable[[Callable[[int, int], None] | None], T], *, quiet: bool, label: str = "indexing"
+) -> T:
+    """`fn(on_progress)` under a byte progress bar on a terminal (fn(None) otherwise)."""
+    if quiet or not sys.stderr.isatty():
+        return fn(None)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def cb(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return fn(cb)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +26,7 @@ from cli.common import (
     err,
     handle_errors,
     print_json,
+    run_with_progress,
     state,
     stop_on_signals,
 )
@@ -50,8 +50,6 @@ db_app = typer.Typer(help="Database schema: upgrade, current, check.", no_args_i
 app.add_typer(db_app, name="db")
 app.command("serve")(serve)
 
-T = TypeVar("T")
-
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
@@ -74,7 +72,7 @@ def import_(
     targets = list(paths) if paths else [codex_home(home)]
     stop = threading.Event()
     with cli_store(db, home) as st, stop_on_signals(stop, "stopping: writing what was read"):
-        summary = _run_with_progress(
+        summary = run_with_progress(
             lambda cb: st.ingest(targets, workers=workers, on_progress=cb, stop=stop.is_set),
             quiet=as_json,
         )
@@ -98,27 +96,6 @@ def import_(
     )
     for e in out["error_details"][:20]:
         err.print(f"  {escape(e['path'])}: {escape(e['error'])}", highlight=False)
-
-
-def _run_with_progress(fn: Callable[[Callable[[int, int], None] | None], T], *, quiet: bool) -> T:
-    if quiet or not sys.stderr.isatty():
-        return fn(None)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("indexing", total=None)
-
-        def cb(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return fn(cb)
 
 
 @app.command("list")

@@ -89,8 +89,12 @@ def test_archive_unarchive_round_trip(db_url: str, home: Path) -> None:
         assert ids
         rep = archive_threads(st, ids, dry_run=True)
         assert rep.threads == len(ids) and snapshot(home) == before
-        rep = archive_threads(st, ids)
+        seen: list[tuple[int, int]] = []
+        rep = archive_threads(st, ids, on_progress=lambda done, total: seen.append((done, total)))
         assert rep.threads == len(ids), rep.skipped
+        # Progress: bytes, after each batch, up to the whole; the last call says all done.
+        assert seen and seen[-1] == (rep.bytes_before, rep.bytes_before)
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
         for item in rep.items:
             assert "/archived_sessions/" in item["path"] and Path(item["path"]).exists()
         folders_agree(st, home)

@@ -20,6 +20,7 @@ Ordering rules that keep bytes safe:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,12 @@ def run(engine: Engine, entry_id: int, plan: Plan) -> None:
         raise errors[entry_id]
 
 
-def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
+def execute(
+    engine: Engine, plans: list[Plan], on_progress: Callable[[int, int], None] | None = None
+) -> list[Exception | None]:
     """Journal and run `plans` in batches; each plan's error (it was rolled back) or None.
+
+    `on_progress(done, total)` (bytes of the plans' files) is called after each batch.
 
     A batch (up to BATCH_THREADS plans or BATCH_BYTES) shares one intent
     transaction, one flush to disk between its phases and one commit
@@ -148,6 +153,8 @@ def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
     back on its own.
     """
     out: list[Exception | None] = []
+    total = sum(st.size for p in plans for st in p.steps)
+    done = 0
     with engine.connect() as rconn:  # also keeps SQLite's WAL open between transactions
         i = 0
         while i < len(plans):
@@ -165,6 +172,9 @@ def execute(engine: Engine, plans: list[Plan]) -> list[Exception | None]:
                     out.append(Conflict(f"thread {p.thread_id} is in an unfinished operation"))
                 else:
                     out.append(errors.get(e))
+            done += size
+            if on_progress is not None:
+                on_progress(done, total)
     return out
 
 

@@ -10,6 +10,7 @@ live flat in `archived_sessions/`, unarchive puts them back under
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -228,8 +229,17 @@ def _estimate_after(root: Path, st: Step) -> int:
     return st.size
 
 
+Progress = Callable[[int, int], None] | None  # (bytes done, bytes in all)
+
+
 def _run_many(
-    store: HasEngine, ids: list[str], planner: Any, *, dry_run: bool, action: str
+    store: HasEngine,
+    ids: list[str],
+    planner: Any,
+    *,
+    dry_run: bool,
+    action: str,
+    on_progress: Progress = None,
 ) -> Report:
     engine = store.engine
     report = Report(dry_run=dry_run)
@@ -246,17 +256,23 @@ def _run_many(
             finally:
                 conn.rollback()  # no read snapshot held across plans
             plans.append(plan)
-    return finish(engine, report, plans, dry_run=dry_run, action=action)
+    return finish(engine, report, plans, dry_run=dry_run, action=action, on_progress=on_progress)
 
 
 def finish(
-    engine: Engine, report: Report, plans: list[Plan], *, dry_run: bool, action: str
+    engine: Engine,
+    report: Report,
+    plans: list[Plan],
+    *,
+    dry_run: bool,
+    action: str,
+    on_progress: Progress = None,
 ) -> Report:
     """Run the plans (unless a dry run) and add each outcome to the report."""
     if dry_run:
         outcomes: list[Exception | None] = [None] * len(plans)
     else:
-        outcomes = journal.execute(engine, plans)
+        outcomes = journal.execute(engine, plans, on_progress)
     for plan, err in zip(plans, outcomes, strict=True):
         tid = str(plan.thread_id)
         if err is not None:
@@ -306,6 +322,7 @@ def archive_threads(
     compress: bool = False,
     vault: bool = False,
     dry_run: bool = False,
+    on_progress: Progress = None,
 ) -> Report:
     """Move threads to archived_sessions/ (optionally as .jsonl.zst, or into the vault)."""
 
@@ -314,21 +331,36 @@ def archive_threads(
             refuse_if_history_base(conn, tid, "vault", together=ids)
         return _plan_archive(conn, tid, compress=compress, vault=vault)
 
-    return _run_many(store, ids, planner, dry_run=dry_run, action="archive")
+    return _run_many(
+        store, ids, planner, dry_run=dry_run, action="archive", on_progress=on_progress
+    )
 
 
-def unarchive_threads(store: HasEngine, ids: list[str], *, dry_run: bool = False) -> Report:
+def unarchive_threads(
+    store: HasEngine, ids: list[str], *, dry_run: bool = False, on_progress: Progress = None
+) -> Report:
     """Put archived (or vaulted) threads back under sessions/YYYY/MM/DD/."""
-    return _run_many(store, ids, _plan_unarchive, dry_run=dry_run, action="unarchive")
+    return _run_many(
+        store, ids, _plan_unarchive, dry_run=dry_run, action="unarchive", on_progress=on_progress
+    )
 
 
-def restore_threads(store: HasEngine, ids: list[str], *, dry_run: bool = False) -> Report:
+def restore_threads(
+    store: HasEngine, ids: list[str], *, dry_run: bool = False, on_progress: Progress = None
+) -> Report:
     """Write vaulted threads back to their files, byte for byte (sha256 checked)."""
-    return _run_many(store, ids, _plan_restore, dry_run=dry_run, action="restore")
+    return _run_many(
+        store, ids, _plan_restore, dry_run=dry_run, action="restore", on_progress=on_progress
+    )
 
 
 def delete_threads(
-    store: HasEngine, ids: list[str], *, grace_ms: int = DEFAULT_GRACE_MS, dry_run: bool = False
+    store: HasEngine,
+    ids: list[str],
+    *,
+    grace_ms: int = DEFAULT_GRACE_MS,
+    dry_run: bool = False,
+    on_progress: Progress = None,
 ) -> Report:
     """Move threads to the trash (CODEX_HOME/.rollouts-trash or the vault), never silently."""
 
@@ -336,7 +368,9 @@ def delete_threads(
         refuse_if_history_base(conn, tid, "delete", together=ids)
         return _plan_delete(conn, tid, grace_ms)
 
-    return _run_many(store, ids, planner, dry_run=dry_run, action="delete")
+    return _run_many(
+        store, ids, planner, dry_run=dry_run, action="delete", on_progress=on_progress
+    )
 
 
 def recover(store: HasEngine) -> list[str]:
