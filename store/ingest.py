@@ -69,7 +69,7 @@ from store.search import schema as search_schema
 from store.sql import history
 from store.sql import schema as s
 from store.sql.bulk import bulk_insert
-from store.sql.engine import make_engine, write_tx, write_tx_on
+from store.sql.engine import make_engine, snapshot_connection, write_tx, write_tx_on
 
 # Parse in worker processes only when it pays for their start-up.
 PARALLEL_MIN_BYTES = 16 << 20
@@ -696,7 +696,9 @@ def _write_append(conn: Connection, job: Job, rows: ThreadRows) -> None:
 
 
 def _parse_append(engine: Engine, job: Job) -> ThreadRows | tuple[str, str]:
-    with engine.connect() as conn:
+    # One snapshot: a concurrent writer may hand a parent's rows to this fork
+    # between the statements that read its history (store.sql.history).
+    with snapshot_connection(engine) as conn:
         trow = (
             conn.execute(select(s.threads).where(s.threads.c.id == job.thread_id)).mappings().one()
         )

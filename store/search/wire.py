@@ -23,6 +23,7 @@ from store.search.api import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, matcher, r
 from store.search.snippet import make_snippet, substring_matches, utf16_range
 from store.sql import history, pages
 from store.sql import schema as s
+from store.sql.engine import snapshot_connection
 
 if TYPE_CHECKING:  # the backend imports this package
     from store.sql.backend import SqlThreadStore
@@ -109,7 +110,7 @@ def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[s
     more = len(rows) > n
     rows = rows[:n]
     data_out = []
-    with store.engine.connect() as conn:
+    with snapshot_connection(store.engine) as conn:
         for r in rows:
             data_out.append(
                 {"thread": store._to_json(r), "snippet": _thread_snippet(conn, r["id"], term)}
@@ -163,7 +164,7 @@ def search_occurrences_wire(
         start_pos, start_k = read_cursor(cursor, fp, ("p", int), ("k", int))
     out: list[dict[str, Any]] = []
     next_cursor = None
-    with store.engine.connect() as conn:
+    with snapshot_connection(store.engine) as conn:
         if conn.execute(select(s.threads.c.id).where(s.threads.c.id == tid)).first() is None:
             raise NotFound(f"thread not found: {tid}")
         segs = history.segments(conn, tid)

@@ -20,7 +20,7 @@ from store.search import api as search_api
 from store.search import schema as search_schema
 from store.sql import history, listing, migrate, mutations, pages
 from store.sql import schema as s
-from store.sql.engine import make_engine, read_connection, write_tx
+from store.sql.engine import make_engine, read_connection, snapshot_connection, write_tx
 from store.sql.listing import ListQuery, clamp_limit
 from store.wire import session_response, thread_json, turn_json
 
@@ -189,7 +189,7 @@ class SqlThreadStore:
     def list_turns(self, thread_id: str) -> list[dict[str, Any]]:
         """Every turn of a thread with its items, in order (app-server `Turn`s)."""
         tid = validate_thread_id(thread_id)
-        with self.engine.connect() as conn:
+        with snapshot_connection(self.engine) as conn:
             segs = history.segments(conn, tid)
             if not segs:
                 raise NotFound(f"thread not found: {tid}")
@@ -334,7 +334,7 @@ class SqlThreadStore:
         if items_view not in ("full", "summary", "notLoaded"):
             raise InvalidInput(f"unknown itemsView {items_view!r}: full, summary or notLoaded")
         n = clamp_limit(limit)
-        with self.engine.connect() as conn:
+        with snapshot_connection(self.engine) as conn:
             segs = self._require_history(conn, tid)
             turns = pages.visible_turns(conn, tid, segs)
             if sort_direction == "desc":
@@ -383,7 +383,7 @@ class SqlThreadStore:
         if sort_direction not in ("asc", "desc"):
             raise InvalidInput(f"unknown sortDirection {sort_direction!r}: expected asc or desc")
         n = clamp_limit(limit)
-        with self.engine.connect() as conn:
+        with snapshot_connection(self.engine) as conn:
             segs = self._require_history(conn, tid)
             turns = pages.visible_turns(conn, tid, segs)
             if turn_id is not None:

@@ -157,6 +157,21 @@ def read_connection(engine: Engine) -> Connection:
     return conn
 
 
+def snapshot_connection(engine: Engine) -> Connection:
+    """A connection whose statements, until it commits or closes, all read one snapshot.
+
+    For reads of a thread's history in several statements (store.sql.history:
+    where the rows are, then the rows): a parent's rows handed to its forks by
+    a concurrent writer must not be missed in between. SQLite's read
+    transaction is one snapshot already (WAL); PostgreSQL's default (READ
+    COMMITTED) takes one per statement, so it reads in REPEATABLE READ.
+    """
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
 def default_sqlite_url(codex_home: Path) -> str:
     return f"sqlite:///{codex_home / 'rollouts.sqlite'}"
 

@@ -27,7 +27,7 @@ from store.rollout.naming import validate_thread_id
 from store.rollout.records import SESSION_META, Record, decode_line
 from store.sql import pages
 from store.sql import schema as s
-from store.sql.engine import write_tx
+from store.sql.engine import snapshot_connection, write_tx
 
 if TYPE_CHECKING:
     from store.sql.backend import SqlThreadStore
@@ -369,7 +369,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
             select(s.thread_names.c.name).where(s.thread_names.c.thread_id == src.thread_id)
         ).scalar()
     source_meta = codec.loads(meta_row[0]) if meta_row[0] else {}
-    with st.engine.connect() as conn:
+    with snapshot_connection(st.engine) as conn:
         turns = pages.turn_rows(conn, src.thread_id)
     point_in_turns = _fork_point(turns, last_turn_id)
     open_turn = point_in_turns.open_turn
