@@ -24,6 +24,7 @@ from store.sql import schema as s
 from store.sql.backend import SqlThreadStore
 from store.sql.engine import write_tx
 from tests.conftest import CORPUS, copy_home
+from tests.helpers import EVERY_THREAD
 
 
 @pytest.fixture
@@ -243,3 +244,42 @@ def test_downgrade_gives_every_fork_its_rows_back(
         assert n.scalar_one() == 2
     migrate.upgrade(st.engine)
     assert {t: _view(st, t) for t in views} == views
+
+
+def _user_text(turn: dict[str, Any]) -> str:
+    for item in turn["items"]:
+        if item["type"] == "userMessage":
+            return " ".join(c.get("text", "") for c in item["content"] if c.get("type") == "text")
+    return ""
+
+
+def test_thread_search_finds_a_fork_by_its_shared_history(
+    source: tuple[SqlThreadStore, Path, str],
+) -> None:
+    """thread/search matches a fork on text it reads from its parent, and not on text after it."""
+    from store.search.wire import search_threads_wire
+
+    st, _home, tid = source
+    turns = st.list_turns(tid)
+    fid = st.fork(tid, last_turn_id=turns[1]["id"])["id"]
+    assert _sharing(st, fid) == (tid, 2) and _stored(st, fid) == (0, 0)
+    kinds = EVERY_THREAD["source_kinds"]
+
+    def found(term: str) -> set[str]:
+        page = search_threads_wire(st, {"searchTerm": term, "sourceKinds": kinds, "limit": 100})
+        return {hit["thread"]["id"] for hit in page["data"]}
+
+    early, late = _user_text(turns[0]), _user_text(turns[5])
+    assert early and late
+    assert early.lower() not in late.lower() and late.lower() not in early.lower()
+    assert {tid, fid} <= found(early)
+    assert tid in found(late) and fid not in found(late)
+    # Its snippet comes from the shared turn.
+    hit = next(
+        h
+        for h in search_threads_wire(st, {"searchTerm": early, "sourceKinds": kinds, "limit": 100})[
+            "data"
+        ]
+        if h["thread"]["id"] == fid
+    )
+    assert early.lower()[:20] in hit["snippet"].lower()

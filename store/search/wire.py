@@ -5,7 +5,7 @@
   type), sorted and keyset-paginated like thread/list, each with a snippet;
 - `thread/searchOccurrences`: every occurrence of a literal in the visible user
   and agent messages of one thread, in order, with UTF-16 match ranges;
-- `thread_match_clause`: the condition `thread/list` adds for its searchTerm.
+- `thread_match_clause`: the condition thread/search puts on `threads`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, and_, column, or_, select, text
+from sqlalchemy import ColumnElement, Connection, and_, column, func, or_, select, text
 
 from store import codec
 from store.errors import InvalidInput, NotFound
@@ -53,18 +53,31 @@ def _limit(params: dict[str, Any]) -> int:
     return max(1, min(MAX_LIMIT, limit))
 
 
-def thread_match_clause(dialect: str, term: str) -> ColumnElement[bool]:
-    """`threads.id` has an item containing `term`, or a name containing it.
+def thread_match_clause(dialect: str, term: str, shared: bool = True) -> ColumnElement[bool]:
+    """`threads.id` has an item in its history containing `term`, or a name containing it.
 
-    For thread/list's searchTerm: add it to the list's WHERE. Literal and
-    case-insensitive, served by the trigram index.
+    Literal and case-insensitive, served by the trigram index. (thread/list's
+    own searchTerm matches titles only, as Codex's does: store.sql.listing.)
+    `shared`: some forks share their parents' rows (store.sql.history), so
+    matches in those parents also count for the forks that read them; without
+    any, the plain query is cheaper.
     """
     m = matcher(dialect, term, substring=True)
-    items = (
-        text(f"SELECT i.thread_id FROM {m.from_sql} WHERE {m.where}")
-        .bindparams(**m.params)
-        .columns(column("thread_id"))
-    )
+    matched = f"SELECT i.thread_id, i.turn_position FROM {m.from_sql} WHERE {m.where}"
+    if shared:
+        # A parent's matching turn counts for each fork that reads it, and theirs.
+        sql = (
+            f"WITH RECURSIVE matched(thread_id, pos) AS MATERIALIZED ({matched}),"
+            " hits(thread_id, pos) AS ("
+            " SELECT thread_id, pos FROM matched WHERE thread_id IN (SELECT history_parent_id"
+            " FROM threads WHERE history_parent_id IS NOT NULL AND history_turns > 0)"
+            " UNION SELECT f.id, h.pos FROM hits h JOIN threads f"
+            " ON f.history_parent_id = h.thread_id AND h.pos < f.history_turns)"
+            " SELECT thread_id FROM matched UNION ALL SELECT thread_id FROM hits"
+        )
+    else:
+        sql = f"SELECT i.thread_id FROM {m.from_sql} WHERE {m.where}"
+    items = text(sql).bindparams(**m.params).columns(column("thread_id"))
     op = "ILIKE" if dialect == "postgresql" else "LIKE"
     names = select(s.thread_names.c.thread_id).where(
         text(f"thread_names.name {op} :srch_name ESCAPE '\\'").bindparams(
@@ -72,6 +85,12 @@ def thread_match_clause(dialect: str, term: str) -> ColumnElement[bool]:
         )
     )
     return or_(s.threads.c.id.in_(items), s.threads.c.id.in_(names))
+
+
+def _any_shared(store: SqlThreadStore) -> bool:
+    """Whether any fork has been linked to its parent's history (one index probe: max)."""
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.max(s.threads.c.history_parent_id))).scalar() is not None
 
 
 def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +114,7 @@ def search_threads_wire(store: SqlThreadStore, params: dict[str, Any]) -> dict[s
     conds: list[Any] = [
         s.threads.c.archived == bool(params.get("archived")),
         s.threads.c.source_kind.in_(sources),
-        thread_match_clause(dialect, term),
+        thread_match_clause(dialect, term, _any_shared(store)),
     ]
     t_id = s.threads.c.id
     cursor = params.get("cursor")
