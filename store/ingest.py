@@ -599,7 +599,7 @@ def _write_batch(
 
 
 _SKIP_COLS = ("file_id", "line", "byte_offset", "length", "reason")
-_NOT_SHARED = history.sharing("", 0, 0) | {"history_parent_id": None}
+_NOT_SHARED = {"history_parent_id": None, "history_turns": 0, "history_line_shift": 0}
 _TURN_POS = TURN_COLS.index("position")
 _ITEM_TURN = ITEM_COLS.index("turn_position")
 

@@ -1,9 +1,14 @@
-"""Review tests for shared history (store.sql.history)."""
+"""Shared history (store.sql.history) read while another process deletes the parent.
+
+Between the statements that read a fork's history (`segments`, then the rows),
+a second connection deletes the fork's parent and commits, as another
+`rollouts delete` or import would; the reader must still see one history.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,30 @@ from tests.test_shared_history import LEGACY, _imported, _sharing
 def stack() -> Iterator[ExitStack]:
     with ExitStack() as st:
         yield st
+
+
+@contextmanager
+def _parent_deleted_after_segments(
+    monkeypatch: pytest.MonkeyPatch, st: Any, fork_id: str, parent_id: str
+) -> Iterator[list[str]]:
+    """In the body, the first `segments` call for the fork is followed by a committed
+    delete of its parent on another connection; yields a list that says whether it fired."""
+    real = history.segments
+    fired: list[str] = []
+
+    def segments_then_delete(conn: Any, thread_id: str) -> list[history.Segment]:
+        segs = real(conn, thread_id)
+        if thread_id == fork_id and not fired:
+            fired.append(thread_id)
+            with write_tx(st.engine) as other:  # another process, committed now
+                history.delete_threads(other, [parent_id])
+        return segs
+
+    monkeypatch.setattr(history, "segments", segments_then_delete)
+    try:
+        yield fired
+    finally:
+        monkeypatch.setattr(history, "segments", real)
 
 
 _USER_MSG = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
@@ -37,22 +66,8 @@ def test_append_to_a_fork_while_its_parent_is_deleted_elsewhere(
     assert _sharing(st, fid)[0] == tid
     before = st.list_turns(fid)
 
-    real = history.segments
-    fired: list[str] = []
-
-    def segments_then_concurrent_delete(conn: Any, thread_id: str) -> list[history.Segment]:
-        segs = real(conn, thread_id)
-        if thread_id == fid and not fired:
-            fired.append(thread_id)
-            # Another process (rollouts delete, or an import finding the file
-            # gone) deletes the parent and commits, right now.
-            with write_tx(st.engine) as other:
-                history.delete_threads(other, [tid])
-        return segs
-
-    monkeypatch.setattr(history, "segments", segments_then_concurrent_delete)
-    st.append_items(fid, [_USER_MSG])
-    monkeypatch.setattr(history, "segments", real)
+    with _parent_deleted_after_segments(monkeypatch, st, fid, tid) as fired:
+        st.append_items(fid, [_USER_MSG])
     assert fired
     after = st.list_turns(fid)
     assert after[: len(before)] == before
@@ -69,20 +84,8 @@ def test_reading_a_fork_while_its_parent_is_deleted_elsewhere(
     fid = st.fork(tid)["id"]
     assert _sharing(st, fid)[0] == tid
     want = _view_one(st, fid, read)
-    real = history.segments
-    fired: list[str] = []
-
-    def segments_then_delete(conn: Any, thread_id: str) -> list[history.Segment]:
-        segs = real(conn, thread_id)
-        if thread_id == fid and not fired:
-            fired.append(thread_id)
-            with write_tx(st.engine) as other:  # another process, committed now
-                history.delete_threads(other, [tid])
-        return segs
-
-    monkeypatch.setattr(history, "segments", segments_then_delete)
-    got = _view_one(st, fid, read)
-    monkeypatch.setattr(history, "segments", real)
+    with _parent_deleted_after_segments(monkeypatch, st, fid, tid) as fired:
+        got = _view_one(st, fid, read)
     assert fired
     assert got == want
     assert _view_one(st, fid, read) == want

@@ -162,7 +162,8 @@ def _delete(conn: Connection, root: Path, plan: Plan) -> None:
         )
         log(conn, "delete", plan.thread_id, st.dst or st.src, st.size, st.size, mode=st.mode)
     conn.execute(delete(t.vault).where(t.vault.c.thread_id == plan.thread_id))
-    history.delete_threads(conn, [str(plan.thread_id)])
+    assert plan.thread_id is not None  # a delete plan names its thread
+    history.delete_threads(conn, [plan.thread_id])
 
 
 def reindex(engine: Engine, root: Path, plan: Plan) -> None:

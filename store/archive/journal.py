@@ -20,10 +20,9 @@ Ordering rules that keep bytes safe:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -34,6 +33,9 @@ from store.clock import now_ms
 from store.errors import Conflict, RolloutsError
 from store.rollout.framing import open_stream
 from store.sql.engine import write_tx
+
+if TYPE_CHECKING:
+    from store.ingest import ProgressFn  # (bytes done, bytes in all)
 
 
 @dataclass
@@ -141,7 +143,7 @@ def run(engine: Engine, entry_id: int, plan: Plan) -> None:
 
 
 def execute(
-    engine: Engine, plans: list[Plan], on_progress: Callable[[int, int], None] | None = None
+    engine: Engine, plans: list[Plan], on_progress: ProgressFn | None = None
 ) -> list[Exception | None]:
     """Journal and run `plans` in batches; each plan's error (it was rolled back) or None.
 

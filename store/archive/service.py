@@ -10,10 +10,9 @@ live flat in `archived_sessions/`, unarchive puts them back under
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zstandard
 from sqlalchemy import Connection, Engine, select
@@ -28,6 +27,9 @@ from store.rollout.framing import read_chunks
 from store.rollout.naming import parse_name
 from store.sql import schema as s
 from store.sql.mutations import refuse_if_history_base
+
+if TYPE_CHECKING:
+    from store.ingest import ProgressFn  # (bytes done, bytes in all)
 
 TRASH = ".rollouts-trash"
 DEFAULT_GRACE_MS = 30 * 86400 * 1000
@@ -229,9 +231,6 @@ def _estimate_after(root: Path, st: Step) -> int:
     return st.size
 
 
-Progress = Callable[[int, int], None] | None  # (bytes done, bytes in all)
-
-
 def _run_many(
     store: HasEngine,
     ids: list[str],
@@ -239,7 +238,7 @@ def _run_many(
     *,
     dry_run: bool,
     action: str,
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
 ) -> Report:
     engine = store.engine
     report = Report(dry_run=dry_run)
@@ -266,7 +265,7 @@ def finish(
     *,
     dry_run: bool,
     action: str,
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
 ) -> Report:
     """Run the plans (unless a dry run) and add each outcome to the report."""
     if dry_run:
@@ -322,7 +321,7 @@ def archive_threads(
     compress: bool = False,
     vault: bool = False,
     dry_run: bool = False,
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
 ) -> Report:
     """Move threads to archived_sessions/ (optionally as .jsonl.zst, or into the vault)."""
 
@@ -337,7 +336,11 @@ def archive_threads(
 
 
 def unarchive_threads(
-    store: HasEngine, ids: list[str], *, dry_run: bool = False, on_progress: Progress = None
+    store: HasEngine,
+    ids: list[str],
+    *,
+    dry_run: bool = False,
+    on_progress: ProgressFn | None = None,
 ) -> Report:
     """Put archived (or vaulted) threads back under sessions/YYYY/MM/DD/."""
     return _run_many(
@@ -346,7 +349,11 @@ def unarchive_threads(
 
 
 def restore_threads(
-    store: HasEngine, ids: list[str], *, dry_run: bool = False, on_progress: Progress = None
+    store: HasEngine,
+    ids: list[str],
+    *,
+    dry_run: bool = False,
+    on_progress: ProgressFn | None = None,
 ) -> Report:
     """Write vaulted threads back to their files, byte for byte (sha256 checked)."""
     return _run_many(
@@ -360,7 +367,7 @@ def delete_threads(
     *,
     grace_ms: int = DEFAULT_GRACE_MS,
     dry_run: bool = False,
-    on_progress: Progress = None,
+    on_progress: ProgressFn | None = None,
 ) -> Report:
     """Move threads to the trash (CODEX_HOME/.rollouts-trash or the vault), never silently."""
 
@@ -368,9 +375,7 @@ def delete_threads(
         refuse_if_history_base(conn, tid, "delete", together=ids)
         return _plan_delete(conn, tid, grace_ms)
 
-    return _run_many(
-        store, ids, planner, dry_run=dry_run, action="delete", on_progress=on_progress
-    )
+    return _run_many(store, ids, planner, dry_run=dry_run, action="delete", on_progress=on_progress)
 
 
 def recover(store: HasEngine) -> list[str]:

@@ -161,9 +161,9 @@ class HistoryReducer:
         self.current: TurnState | None = None
         self.next_item = 1
         self.position = 0  # k: count of surviving records
-        # Lowest index in `turns` changed since the last `take_dirty` call.
+        # Lowest index in `turns` changed since the reducer was loaded (ingest
+        # rewrites the stored turns from there).
         self.dirty_from = 0
-        self._legacy_seen_user_event = False
         # _turn_index: turn id -> index in `turns`, for its first `_indexed` turns.
         self._ids: dict[str, int] = {}
         self._indexed = 0
@@ -174,12 +174,6 @@ class HistoryReducer:
     def _touch(self, index: int) -> None:
         if index < self.dirty_from:
             self.dirty_from = index
-
-    def take_dirty(self) -> int:
-        """Index of the first turn that changed since the last call."""
-        d = self.dirty_from
-        self.dirty_from = len(self.turns)
-        return d
 
     def all_turns(self) -> list[TurnState]:
         return [*self.turns, self.current] if self.current is not None else list(self.turns)

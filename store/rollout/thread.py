@@ -11,7 +11,6 @@ worker processes; `ThreadParse` is picklable.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -429,5 +428,3 @@ def _complete_json(raw: RawLine) -> bool:
         return False
 
 
-def file_mtime_ms(st: os.stat_result) -> int:
-    return st.st_mtime_ns // 1_000_000

@@ -176,5 +176,3 @@ def default_sqlite_url(codex_home: Path) -> str:
     return f"sqlite:///{codex_home / 'rollouts.sqlite'}"
 
 
-def env_url(codex_home: Path) -> str:
-    return os.environ.get("ROLLOUTS_DB") or default_sqlite_url(codex_home)

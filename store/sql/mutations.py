@@ -25,7 +25,7 @@ from store.rollout import writer
 from store.rollout.framing import iter_lines, open_stream, read_chunks
 from store.rollout.naming import validate_thread_id
 from store.rollout.records import SESSION_META, Record, decode_line
-from store.sql import pages
+from store.sql import history, pages
 from store.sql import schema as s
 from store.sql.engine import snapshot_connection, write_tx
 
@@ -370,7 +370,7 @@ def fork(st: SqlThreadStore, thread_id: str, *, last_turn_id: str | None = None)
         ).scalar()
     source_meta = codec.loads(meta_row[0]) if meta_row[0] else {}
     with snapshot_connection(st.engine) as conn:
-        turns = pages.turn_rows(conn, src.thread_id)
+        turns = history.turn_rows(conn, src.thread_id)
     point_in_turns = _fork_point(turns, last_turn_id)
     open_turn = point_in_turns.open_turn
     ts = now_ms()

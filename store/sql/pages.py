@@ -13,13 +13,6 @@ from store.sql import history
 from store.sql import schema as s
 
 
-def turn_rows(
-    conn: Any, thread_id: str, segs: list[history.Segment] | None = None
-) -> list[dict[str, Any]]:
-    """Every turn row of a thread's history, in order (shown or not)."""
-    return history.turn_rows(conn, thread_id, segs)
-
-
 def is_shown(row: dict[str, Any]) -> bool:
     """Whether a stored turn row is a turn Codex shows (see rows.is_visible_turn)."""
     return is_visible_turn(
@@ -31,7 +24,7 @@ def visible_turns(
     conn: Any, thread_id: str, segs: list[history.Segment] | None = None
 ) -> list[dict[str, Any]]:
     """The turn rows Codex shows, in order."""
-    return [r for r in turn_rows(conn, thread_id, segs) if is_shown(r)]
+    return [r for r in history.turn_rows(conn, thread_id, segs) if is_shown(r)]
 
 
 def encode_turn_cursor(turn_id: str, include_anchor: bool) -> str:
